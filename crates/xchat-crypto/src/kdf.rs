@@ -1,0 +1,116 @@
+//! Key derivation (HKDF-SHA256, HMAC-SHA256) and every domain-separation label
+//! xchat uses, in one place.
+//!
+//! A label is never reused for two purposes. Signature contexts live here too:
+//! every BIP340 signature xchat makes is over `label || message`, so a
+//! signature made for one purpose can never be replayed as another.
+//! `docs/protocol.md` lists the same labels with their byte layouts.
+
+use aws_lc_rs::{hkdf, hmac};
+use zeroize::Zeroizing;
+
+// --- Identity derivation ----------------------------------------------------
+
+/// HKDF info turning the BIP32 key-agreement node into the identity's X25519 secret.
+pub const IDENTITY_AGREEMENT_INFO: &[u8] = b"xchat/v1/identity/agreement";
+
+// --- Signature contexts -----------------------------------------------------
+
+/// Context of the identity signature over the identity's key-agreement key.
+pub const SIG_AGREEMENT_CERT: &[u8] = b"xchat/v1/sig/agreement-cert";
+/// Context of the identity signature over a device certificate.
+pub const SIG_DEVICE_CERT: &[u8] = b"xchat/v1/sig/device-cert";
+/// Context of the identity signature over a device revocation.
+pub const SIG_DEVICE_REVOCATION: &[u8] = b"xchat/v1/sig/device-revocation";
+/// Context of a device signature over its signed X25519 prekey.
+pub const SIG_SIGNED_PREKEY: &[u8] = b"xchat/v1/sig/signed-prekey";
+/// Context of a device signature over a one-time X25519 prekey.
+pub const SIG_ONE_TIME_PREKEY: &[u8] = b"xchat/v1/sig/one-time-prekey";
+/// Context of a device signature over an ML-KEM-768 prekey.
+pub const SIG_KEM_PREKEY: &[u8] = b"xchat/v1/sig/kem-prekey";
+
+// --- Handshake ----------------------------------------------------------------
+
+/// HKDF info of the PQXDH handshake's root secret.
+pub const HANDSHAKE_INFO: &[u8] = b"xchat/v1/handshake";
+/// Salt of the PQXDH handshake (32 zero bytes are replaced by a named salt).
+pub const HANDSHAKE_SALT: &[u8] = b"xchat/v1/handshake/salt";
+
+// --- Double Ratchet -----------------------------------------------------------
+
+/// HKDF info of the root-key step (KDF_RK) of the Double Ratchet.
+pub const RATCHET_ROOT_INFO: &[u8] = b"xchat/v1/ratchet/root";
+/// HMAC input deriving a message key from a chain key (KDF_CK).
+pub const RATCHET_MESSAGE_KEY: &[u8] = &[0x01];
+/// HMAC input deriving the next chain key from a chain key (KDF_CK).
+pub const RATCHET_CHAIN_KEY: &[u8] = &[0x02];
+/// HKDF info splitting a message key into AEAD key and nonce.
+pub const RATCHET_MESSAGE_INFO: &[u8] = b"xchat/v1/ratchet/message";
+
+// --- Sealed sender --------------------------------------------------------------
+
+/// HKDF info of the sealed-sender envelope key.
+pub const SEALED_SENDER_INFO: &[u8] = b"xchat/v1/sealed-sender";
+
+// --- Files ------------------------------------------------------------------------
+
+/// HKDF info of a file's chunk-encryption key, from the file's random key.
+pub const FILE_CHUNK_KEY_INFO: &[u8] = b"xchat/v1/file/chunk-key";
+
+// --- Safety numbers -------------------------------------------------------------
+
+/// Domain separator of the safety-number fingerprint of one identity.
+pub const SAFETY_NUMBER_CONTEXT: &str = "xchat/v1/safety-number";
+
+/// Length of every symmetric key xchat derives.
+pub const KEY_BYTES: usize = 32;
+
+/// HKDF-SHA256 (RFC 5869): extract with `salt` from `ikm`, then expand with
+/// `info` into `out`.
+///
+/// # Errors
+/// [`KdfError::OutputTooLong`] when `out` is longer than 255 × 32 bytes.
+pub fn hkdf_sha256(
+    salt: &[u8],
+    ikm: &[u8],
+    info: &[&[u8]],
+    out: &mut [u8],
+) -> Result<(), KdfError> {
+    struct Len(usize);
+    impl hkdf::KeyType for Len {
+        fn len(&self) -> usize {
+            self.0
+        }
+    }
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(ikm);
+    let okm = prk
+        .expand(info, Len(out.len()))
+        .map_err(|_| KdfError::OutputTooLong)?;
+    okm.fill(out).map_err(|_| KdfError::OutputTooLong)
+}
+
+/// HKDF-SHA256 into a fresh 32-byte key, wiped on drop.
+pub(crate) fn derive_key(salt: &[u8], ikm: &[u8], info: &[&[u8]]) -> Zeroizing<[u8; KEY_BYTES]> {
+    let mut out = Zeroizing::new([0u8; KEY_BYTES]);
+    // 32 bytes is far below HKDF-SHA256's 8160-byte limit.
+    #[allow(clippy::expect_used)]
+    hkdf_sha256(salt, ikm, info, out.as_mut()).expect("32 bytes is a valid HKDF output length");
+    out
+}
+
+/// HMAC-SHA256 of `data` under `key`.
+pub fn hmac_sha256(key: &[u8], data: &[u8]) -> Zeroizing<[u8; 32]> {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, key);
+    let tag = hmac::sign(&key, data);
+    let mut out = Zeroizing::new([0u8; 32]);
+    out.copy_from_slice(tag.as_ref());
+    out
+}
+
+/// Why a key derivation failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KdfError {
+    /// More output was asked of HKDF-SHA256 than 255 blocks.
+    #[error("hkdf output too long")]
+    OutputTooLong,
+}
