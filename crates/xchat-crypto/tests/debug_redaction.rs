@@ -48,8 +48,8 @@ fn identity_secrets_are_redacted() {
     let printed = format!("{identity:?}");
     let secret_hex = hex::encode(identity.signing_key().to_bytes().as_ref());
     assert!(!printed.contains(&secret_hex));
-    insta::assert_snapshot!(printed);
+    insta::assert_snapshot!("identity_debug", printed);
 
     let device = device::Device::new(&identity, 1_700_000_000_000, &mut rng());
-    insta::assert_snapshot!(format!("{device:?}"));
+    insta::assert_snapshot!("device_debug", format!("{device:?}"));
 }
