@@ -111,7 +111,13 @@ pub struct Identity {
     signing: SigningKey,
     agreement: agreement::KeyPair,
     agreement_signature: Signature,
+    backup_key: Zeroizing<[u8; 32]>,
 }
+
+/// Version of the [`Identity`] record layout.
+const IDENTITY_RECORD_VERSION: u8 = 1;
+/// Bytes of an [`Identity`] record.
+const IDENTITY_RECORD_BYTES: usize = 1 + 32 + 32 + 64 + 32;
 
 impl Identity {
     /// Derives the identity of `seed` (`docs/keys.md`). Deterministic: the
@@ -140,11 +146,67 @@ impl Identity {
             agreement.public(),
         ));
         let agreement_signature = signing.sign_with_aux(&signed, &[0u8; 32]);
+        let backup_input = master.derive(BACKUP_PATH)?.secret_bytes();
+        let backup_key = kdf::derive_key(&[], backup_input.as_ref(), &[kdf::IDENTITY_BACKUP_INFO]);
         Ok(Self {
             signing,
             agreement,
             agreement_signature,
+            backup_key,
         })
+    }
+
+    /// The key that encrypts this identity's backups: derived from the
+    /// phrase, so a profile restored from the phrase can open them.
+    pub fn backup_key(&self) -> &[u8; 32] {
+        &self.backup_key
+    }
+
+    /// The versioned record: `version (1) || signing secret (32) || agreement
+    /// secret (32) || agreement certificate (64) || backup key (32)`. Wiped
+    /// when dropped.
+    pub fn to_record(&self) -> Zeroizing<Vec<u8>> {
+        let mut w = Writer::with_capacity(IDENTITY_RECORD_BYTES);
+        w.u8(IDENTITY_RECORD_VERSION)
+            .fixed(self.signing.to_bytes().as_ref())
+            .fixed(self.agreement.secret().to_bytes().as_ref())
+            .fixed(self.agreement_signature.as_bytes())
+            .fixed(self.backup_key.as_ref());
+        w.into_secret_bytes()
+    }
+
+    /// Restores an identity from [`Identity::to_record`], checking that its
+    /// certificate is its own.
+    ///
+    /// # Errors
+    /// [`IdentityError::Record`] for a malformed record,
+    /// [`IdentityError::InvalidKey`] or [`IdentityError::InvalidCertificate`]
+    /// for keys that do not belong together.
+    pub fn from_record(record: &[u8]) -> Result<Self, IdentityError> {
+        let mut r = Reader::new(record);
+        let version = r.u8().map_err(IdentityError::Record)?;
+        if version != IDENTITY_RECORD_VERSION {
+            return Err(IdentityError::Record(DecodeError::UnknownVersion(version)));
+        }
+        let signing_secret = r.secret_array::<32>().map_err(IdentityError::Record)?;
+        let agreement_secret = r.secret_array::<32>().map_err(IdentityError::Record)?;
+        let agreement_signature = Signature::from_bytes(r.array().map_err(IdentityError::Record)?);
+        let backup_key = r.secret_array::<32>().map_err(IdentityError::Record)?;
+        r.finish().map_err(IdentityError::Record)?;
+        let signing =
+            SigningKey::from_bytes(&signing_secret).map_err(|_| IdentityError::InvalidKey)?;
+        let agreement =
+            agreement::KeyPair::from_secret(agreement::SecretKey::from_bytes(&agreement_secret));
+        let identity = Self {
+            signing,
+            agreement,
+            agreement_signature,
+            backup_key,
+        };
+        UnverifiedPublicIdentity::from_bytes(&identity.public().to_bytes())
+            .map_err(IdentityError::Record)?
+            .verify()?;
+        Ok(identity)
     }
 
     /// The BIP340 signing key.
@@ -301,6 +363,9 @@ pub enum IdentityError {
     /// A derivation path that is not of the form `m/0'/1/…`.
     #[error("malformed derivation path")]
     Path,
+    /// A malformed identity record.
+    #[error("malformed identity record: {0}")]
+    Record(DecodeError),
     /// An extended key string that is not a valid xprv.
     #[error("invalid extended private key")]
     ExtendedKey,
@@ -347,6 +412,25 @@ mod tests {
             .verify()
             .unwrap();
         assert_eq!(decoded, identity.public());
+    }
+
+    #[test]
+    fn identity_record_round_trips_and_refuses_tampering() {
+        let identity = Identity::from_seed(&seed(7)).unwrap();
+        let record = identity.to_record();
+        let restored = Identity::from_record(&record).unwrap();
+        assert_eq!(restored.public(), identity.public());
+        assert_eq!(restored.backup_key(), identity.backup_key());
+        let mut tampered = record.to_vec();
+        tampered[40] ^= 1;
+        assert_eq!(
+            Identity::from_record(&tampered).err(),
+            Some(IdentityError::InvalidCertificate)
+        );
+        assert!(matches!(
+            Identity::from_record(&record[..record.len() - 1]),
+            Err(IdentityError::Record(DecodeError::Truncated))
+        ));
     }
 
     #[test]

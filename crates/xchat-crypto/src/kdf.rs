@@ -13,6 +13,8 @@ use zeroize::Zeroizing;
 
 /// HKDF info turning the BIP32 key-agreement node into the identity's X25519 secret.
 pub const IDENTITY_AGREEMENT_INFO: &[u8] = b"xchat/v1/identity/agreement";
+/// HKDF info turning the BIP32 backup node into the key that encrypts backups.
+pub const IDENTITY_BACKUP_INFO: &[u8] = b"xchat/v1/identity/backup";
 
 // --- Signature contexts -----------------------------------------------------
 

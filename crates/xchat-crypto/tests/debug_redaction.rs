@@ -1,6 +1,8 @@
 //! `Debug` of every secret-holding type is redacted: snapshots pin what is
 //! printed, so a derived `Debug` that leaks key bytes cannot slip in.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed setup is a failed test
+
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use xchat_crypto::{aead, agreement, device, identity, kem, phrase, signature};
