@@ -284,7 +284,6 @@ impl PublicIdentity {
         out
     }
 
-    #[allow(dead_code)] // used by prekey bundles, which land next
     pub(crate) fn write(&self, w: &mut Writer) {
         w.fixed(&self.to_bytes());
     }

@@ -6,7 +6,7 @@
 //! signature made for one purpose can never be replayed as another.
 //! `docs/protocol.md` lists the same labels with their byte layouts.
 
-use aws_lc_rs::{hkdf, hmac};
+use aws_lc_rs::{digest, hkdf, hmac};
 use zeroize::Zeroizing;
 
 // --- Identity derivation ----------------------------------------------------
@@ -37,6 +37,13 @@ pub const SIG_KEM_PREKEY: &[u8] = b"xchat/v1/sig/kem-prekey";
 pub const HANDSHAKE_INFO: &[u8] = b"xchat/v1/handshake";
 /// Salt of the PQXDH handshake (32 zero bytes are replaced by a named salt).
 pub const HANDSHAKE_SALT: &[u8] = b"xchat/v1/handshake/salt";
+/// First 32 bytes of the handshake's HKDF input, before the DH outputs: the
+/// `F` of Signal's X3DH and PQXDH for X25519, kept so the derivation is
+/// PQXDH's. (There it separates the input from XEdDSA's use of the same
+/// keys; xchat never signs with an X25519 key.)
+pub const HANDSHAKE_IKM_PREFIX: [u8; 32] = [0xFF; 32];
+/// First bytes of the handshake transcript that SHA-256 hashes.
+pub const HANDSHAKE_TRANSCRIPT: &[u8] = b"xchat/v1/handshake/transcript";
 
 // --- Double Ratchet -----------------------------------------------------------
 
@@ -97,6 +104,17 @@ pub(crate) fn derive_key(salt: &[u8], ikm: &[u8], info: &[&[u8]]) -> Zeroizing<[
     // 32 bytes is far below HKDF-SHA256's 8160-byte limit.
     #[allow(clippy::expect_used)]
     hkdf_sha256(salt, ikm, info, out.as_mut()).expect("32 bytes is a valid HKDF output length");
+    out
+}
+
+/// SHA-256 of the concatenation of `parts`.
+pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut context = digest::Context::new(&digest::SHA256);
+    for part in parts {
+        context.update(part);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(context.finish().as_ref());
     out
 }
 

@@ -19,6 +19,7 @@
 
 pub mod aead;
 pub mod agreement;
+pub mod bundle;
 pub mod device;
 pub mod encoding;
 pub mod handshake;
