@@ -80,7 +80,12 @@ impl ExtendedPrivateKey {
 
     /// The `xpub…` serialization of the matching public key.
     pub fn to_xpub(&self) -> String {
-        self.0.public_key().to_string(bip32::Prefix::XPUB)
+        self.public_key().to_xpub()
+    }
+
+    /// The matching extended public key.
+    pub fn public_key(&self) -> ExtendedPublicKey {
+        ExtendedPublicKey(self.0.public_key())
     }
 
     /// Parses an `xprv…` string, refusing every malformed key (BIP32 test vector 5).
@@ -88,14 +93,64 @@ impl ExtendedPrivateKey {
     /// # Errors
     /// [`IdentityError::ExtendedKey`] for a key that is not a valid xprv.
     pub fn from_xprv(xprv: &str) -> Result<Self, IdentityError> {
-        let key = bip32::ExtendedKey::from_str(xprv).map_err(|_| IdentityError::ExtendedKey)?;
-        if key.prefix != bip32::Prefix::XPRV {
-            return Err(IdentityError::ExtendedKey);
-        }
+        let key = parse_extended_key(xprv, bip32::Prefix::XPRV)?;
         bip32::ExtendedPrivateKey::try_from(key)
             .map(Self)
             .map_err(|_| IdentityError::ExtendedKey)
     }
+}
+
+/// A BIP32 extended public key on secp256k1 (`xpub…`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ExtendedPublicKey(bip32::ExtendedPublicKey<secp256k1::PublicKey>);
+
+impl ExtendedPublicKey {
+    /// Parses an `xpub…` string, refusing every malformed key (BIP32 test vector 5).
+    ///
+    /// # Errors
+    /// [`IdentityError::ExtendedKey`] for a key that is not a valid xpub
+    /// (an `xprv` included: this never derives a public key from a private one).
+    pub fn from_xpub(xpub: &str) -> Result<Self, IdentityError> {
+        let key = parse_extended_key(xpub, bip32::Prefix::XPUB)?;
+        bip32::ExtendedPublicKey::try_from(key)
+            .map(Self)
+            .map_err(|_| IdentityError::ExtendedKey)
+    }
+
+    /// The `xpub…` serialization (BIP32 "Serialization format").
+    pub fn to_xpub(&self) -> String {
+        self.0.to_string(bip32::Prefix::XPUB)
+    }
+}
+
+impl std::fmt::Debug for ExtendedPublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ExtendedPublicKey({})",
+            crate::fingerprint(self.to_xpub().as_bytes())
+        )
+    }
+}
+
+/// Decodes an extended key of the `expected` version, with the checks BIP32
+/// asks of a deserializer that the `bip32` crate leaves out: a master key
+/// (depth 0) has a zero parent fingerprint and a zero child number.
+fn parse_extended_key(
+    text: &str,
+    expected: bip32::Prefix,
+) -> Result<bip32::ExtendedKey, IdentityError> {
+    let key = bip32::ExtendedKey::from_str(text).map_err(|_| IdentityError::ExtendedKey)?;
+    // `Prefix` equality compares the four characters and the version bytes.
+    if key.prefix != expected {
+        return Err(IdentityError::ExtendedKey);
+    }
+    if key.attrs.depth == 0
+        && (key.attrs.parent_fingerprint != [0u8; 4] || key.attrs.child_number.0 != 0)
+    {
+        return Err(IdentityError::ExtendedKey);
+    }
+    Ok(key)
 }
 
 impl std::fmt::Debug for ExtendedPrivateKey {
@@ -365,8 +420,8 @@ pub enum IdentityError {
     /// A malformed identity record.
     #[error("malformed identity record: {0}")]
     Record(DecodeError),
-    /// An extended key string that is not a valid xprv.
-    #[error("invalid extended private key")]
+    /// An extended key string that is not a valid xprv or xpub (as asked).
+    #[error("invalid extended key")]
     ExtendedKey,
     /// A public key that is not on secp256k1.
     #[error("invalid identity key")]
@@ -430,6 +485,32 @@ mod tests {
             Identity::from_record(&record[..record.len() - 1]),
             Err(IdentityError::Record(DecodeError::Truncated))
         ));
+    }
+
+    #[test]
+    fn extended_keys_round_trip_and_an_xprv_is_not_an_xpub() {
+        let key = ExtendedPrivateKey::master(&seed(7))
+            .unwrap()
+            .derive(SIGNING_PATH)
+            .unwrap();
+        let xprv = key.to_xprv();
+        let xpub = key.to_xpub();
+        assert_eq!(
+            *ExtendedPrivateKey::from_xprv(&xprv).unwrap().to_xprv(),
+            *xprv
+        );
+        assert_eq!(
+            ExtendedPublicKey::from_xpub(&xpub).unwrap(),
+            key.public_key()
+        );
+        assert_eq!(
+            ExtendedPublicKey::from_xpub(&xprv).unwrap_err(),
+            IdentityError::ExtendedKey
+        );
+        assert_eq!(
+            ExtendedPrivateKey::from_xprv(&xpub).unwrap_err(),
+            IdentityError::ExtendedKey
+        );
     }
 
     #[test]

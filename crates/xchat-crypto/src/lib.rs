@@ -17,6 +17,7 @@
 //! - sessions: [`bundle::PreKeyBundle`], [`handshake`], [`ratchet::Session`];
 //! - envelopes and files: [`sealed`], [`padding`], [`file`].
 
+pub mod address;
 pub mod aead;
 pub mod agreement;
 pub mod bundle;
@@ -27,6 +28,7 @@ pub mod identity;
 pub mod kdf;
 pub mod kem;
 pub mod phrase;
+pub mod safety;
 pub mod signature;
 pub mod suite;
 

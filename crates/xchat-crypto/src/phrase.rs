@@ -15,6 +15,10 @@ pub const WORDS: usize = 24;
 pub const ENTROPY_BYTES: usize = 32;
 /// Bytes of the BIP39 seed.
 pub const SEED_BYTES: usize = 64;
+/// Longest word of the BIP39 English list, in bytes.
+pub const MAX_WORD_BYTES: usize = 8;
+/// Bytes of a normalized phrase: 24 words of at most 8 letters, single spaces.
+const MAX_NORMALIZED_BYTES: usize = WORDS * (MAX_WORD_BYTES + 1);
 
 /// A BIP39 recovery phrase. Wiped on drop; never printed.
 #[derive(Zeroize, ZeroizeOnDrop)]
@@ -37,26 +41,41 @@ impl RecoveryPhrase {
         }
     }
 
-    /// Parses a phrase typed by a user: 24 English words separated by
+    /// Parses a phrase typed by a user: 24 English words separated by any
     /// whitespace, in any case.
     ///
     /// # Errors
-    /// [`PhraseError`] says which word is unknown, or that the word count or
-    /// the checksum is wrong.
+    /// [`PhraseError`] says that the word count is wrong, which word is the
+    /// first unknown one, or that the checksum does not match (checked in
+    /// that order).
     pub fn parse(phrase: &str) -> Result<Self, PhraseError> {
-        let normalized = Zeroizing::new(
-            phrase
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-                .to_lowercase(),
-        );
-        let count = normalized.split(' ').filter(|w| !w.is_empty()).count();
+        // Counting first allocates nothing, whatever the input's size.
+        let count = phrase.split_whitespace().count();
         if count != WORDS {
             return Err(PhraseError::WordCount {
                 found: count,
                 expected: WORDS,
             });
+        }
+        // Built in place in a buffer that never reallocates, so no copy of
+        // the phrase is left behind unwiped.
+        let mut normalized = Zeroizing::new(String::with_capacity(MAX_NORMALIZED_BYTES));
+        for (index, word) in phrase.split_whitespace().enumerate() {
+            let unknown = PhraseError::UnknownWord {
+                position: index + 1,
+            };
+            if word.len() > MAX_WORD_BYTES || !word.is_ascii() {
+                return Err(unknown);
+            }
+            let start = normalized.len();
+            if start > 0 {
+                normalized.push(' ');
+            }
+            normalized.extend(word.chars().map(|c| c.to_ascii_lowercase()));
+            let lowercase = normalized.get(start..).unwrap_or_default().trim_start();
+            if bip39::Language::English.find_word(lowercase).is_none() {
+                return Err(unknown);
+            }
         }
         let mnemonic = bip39::Mnemonic::parse_in_normalized(bip39::Language::English, &normalized)
             .map_err(|error| match error {
@@ -171,4 +190,160 @@ pub enum PhraseError {
     /// or two are swapped.
     #[error("the recovery phrase's checksum does not match: a word is mistyped or out of order")]
     Checksum,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    /// The phrase of 32 zero bytes (BIP39 test vector): 23 times `abandon`, then `art`.
+    fn zero_phrase_words() -> Vec<&'static str> {
+        let mut words = vec!["abandon"; WORDS - 1];
+        words.push("art");
+        words
+    }
+
+    #[test]
+    fn generated_phrase_round_trips_through_its_words() {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        for _ in 0..16 {
+            let phrase = RecoveryPhrase::generate(&mut rng);
+            let words = phrase.to_words();
+            assert_eq!(words.split(' ').count(), WORDS);
+            let parsed = RecoveryPhrase::parse(&words).unwrap();
+            assert_eq!(*parsed.entropy(), *phrase.entropy());
+            assert_eq!(
+                parsed.to_seed("pass").as_bytes(),
+                phrase.to_seed("pass").as_bytes()
+            );
+        }
+    }
+
+    #[test]
+    fn entropy_gives_the_known_words() {
+        let phrase = RecoveryPhrase::from_entropy(&[0u8; ENTROPY_BYTES]);
+        assert_eq!(*phrase.to_words(), zero_phrase_words().join(" "));
+    }
+
+    #[test]
+    fn unknown_word_reports_its_one_based_position() {
+        for position in 1..=WORDS {
+            let mut words = zero_phrase_words();
+            words[position - 1] = "abandun";
+            assert_eq!(
+                RecoveryPhrase::parse(&words.join(" ")).unwrap_err(),
+                PhraseError::UnknownWord { position },
+            );
+        }
+        // The first of several unknown words is reported, whatever its length.
+        let mut words = zero_phrase_words();
+        words[3] = "zzz";
+        words[9] = "abandonabandon";
+        words[1] = "éclair";
+        assert_eq!(
+            RecoveryPhrase::parse(&words.join(" ")).unwrap_err(),
+            PhraseError::UnknownWord { position: 2 },
+        );
+        words[1] = "abandon";
+        assert_eq!(
+            RecoveryPhrase::parse(&words.join(" ")).unwrap_err(),
+            PhraseError::UnknownWord { position: 4 },
+        );
+    }
+
+    #[test]
+    fn wrong_checksum_is_refused() {
+        let mut words = zero_phrase_words();
+        words[WORDS - 1] = "abandon";
+        assert_eq!(
+            RecoveryPhrase::parse(&words.join(" ")).unwrap_err(),
+            PhraseError::Checksum
+        );
+        // Two words swapped.
+        let phrase = RecoveryPhrase::generate(&mut ChaCha20Rng::seed_from_u64(2));
+        let words = phrase.to_words();
+        let mut words: Vec<&str> = words.split(' ').collect();
+        let other = (1..WORDS).find(|&i| words[i] != words[0]).unwrap();
+        words.swap(0, other);
+        assert_eq!(
+            RecoveryPhrase::parse(&words.join(" ")).unwrap_err(),
+            PhraseError::Checksum
+        );
+    }
+
+    #[test]
+    fn wrong_word_count_is_refused() {
+        let words = zero_phrase_words();
+        for found in [0, 1, 12, 18, 23] {
+            assert_eq!(
+                RecoveryPhrase::parse(&words[..found].join(" ")).unwrap_err(),
+                PhraseError::WordCount {
+                    found,
+                    expected: WORDS
+                }
+            );
+        }
+        let longer = format!("{} abandon", words.join(" "));
+        assert_eq!(
+            RecoveryPhrase::parse(&longer).unwrap_err(),
+            PhraseError::WordCount {
+                found: WORDS + 1,
+                expected: WORDS
+            }
+        );
+    }
+
+    #[test]
+    fn case_and_whitespace_are_tolerated() {
+        let words = zero_phrase_words();
+        let messy: String = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let w = if i % 2 == 0 {
+                    w.to_ascii_uppercase()
+                } else {
+                    (*w).to_owned()
+                };
+                let gap = ["  ", "\t", "\n", "\r\n", "\u{3000}"][i % 5];
+                format!("{gap}{w}")
+            })
+            .collect::<String>()
+            + " \n";
+        let parsed = RecoveryPhrase::parse(&messy).unwrap();
+        assert_eq!(*parsed.entropy(), [0u8; ENTROPY_BYTES]);
+    }
+
+    #[test]
+    fn seed_depends_on_the_passphrase() {
+        let phrase = RecoveryPhrase::from_entropy(&[7u8; ENTROPY_BYTES]);
+        assert_ne!(
+            phrase.to_seed("").as_bytes(),
+            phrase.to_seed("correct horse").as_bytes()
+        );
+        assert_eq!(phrase.to_seed("").as_bytes().len(), SEED_BYTES);
+    }
+
+    #[test]
+    fn seed_outside_bip32_lengths_is_refused() {
+        assert_eq!(
+            Seed::from_bytes(&[0u8; 15]).unwrap_err(),
+            PhraseError::SeedLength { len: 15 }
+        );
+        assert_eq!(
+            Seed::from_bytes(&[0u8; 65]).unwrap_err(),
+            PhraseError::SeedLength { len: 65 }
+        );
+        assert!(Seed::from_bytes(&[0u8; 16]).is_ok());
+        assert!(Seed::from_bytes(&[0u8; 64]).is_ok());
+    }
+
+    #[test]
+    fn debug_never_shows_the_phrase_or_seed() {
+        let phrase = RecoveryPhrase::from_entropy(&[0u8; ENTROPY_BYTES]);
+        insta::assert_snapshot!(format!("{phrase:?}"), @"RecoveryPhrase(<redacted>)");
+        insta::assert_snapshot!(format!("{:?}", phrase.to_seed("")), @"Seed(<redacted>)");
+    }
 }
