@@ -21,11 +21,13 @@ pub mod aead;
 pub mod agreement;
 pub mod device;
 pub mod encoding;
+pub mod file;
 pub mod handshake;
 pub mod identity;
 pub mod kdf;
 pub mod kem;
 pub mod phrase;
+pub mod sealed;
 pub mod signature;
 pub mod suite;
 
