@@ -161,6 +161,13 @@ impl UnverifiedDeviceCertificate {
         })
     }
 
+    /// The X25519 key the certificate claims for its device, before the
+    /// signature is checked: sealed sender authenticates the envelope's
+    /// payload with it first and verifies the certificate after.
+    pub(crate) fn claimed_agreement_key(&self) -> agreement::PublicKey {
+        agreement::PublicKey::from_bytes(self.agreement)
+    }
+
     /// Checks that `identity` signed this certificate.
     ///
     /// # Errors

@@ -60,6 +60,12 @@ pub const RATCHET_MESSAGE_INFO: &[u8] = b"xchat/v1/ratchet/message";
 
 /// HKDF info of the sealed-sender envelope key.
 pub const SEALED_SENDER_INFO: &[u8] = b"xchat/v1/sealed-sender";
+/// HKDF info of a sealed envelope's layer 1 (chain key and sender-certificate
+/// key, from the ephemeral-static agreement).
+pub const SEALED_SENDER_LAYER1_INFO: &[u8] = b"xchat/v1/sealed-sender/layer1";
+/// HKDF info of a sealed envelope's layer 2 (payload key, from the
+/// static-static agreement chained with layer 1).
+pub const SEALED_SENDER_LAYER2_INFO: &[u8] = b"xchat/v1/sealed-sender/layer2";
 
 // --- Files ------------------------------------------------------------------------
 

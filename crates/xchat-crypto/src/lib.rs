@@ -15,7 +15,7 @@
 //! - identity: [`phrase::RecoveryPhrase`], [`identity::Identity`], [`address::Address`],
 //!   [`device::DeviceCertificate`], [`safety::SafetyNumber`];
 //! - sessions: [`bundle::PreKeyBundle`], [`handshake`], [`ratchet::Session`];
-//! - envelopes and files: [`sealed`], [`padding`], [`file`].
+//! - envelopes and files: [`sealed`], [`padding`], [`mod@file`].
 
 pub mod address;
 pub mod aead;
@@ -23,12 +23,14 @@ pub mod agreement;
 pub mod bundle;
 pub mod device;
 pub mod encoding;
+pub mod file;
 pub mod handshake;
 pub mod identity;
 pub mod kdf;
 pub mod kem;
 pub mod phrase;
 pub mod safety;
+pub mod sealed;
 pub mod signature;
 pub mod suite;
 
