@@ -36,38 +36,49 @@ impl std::fmt::Debug for PublicKey {
 }
 
 /// An X25519 secret key. Wiped on drop; never printed.
-#[derive(Zeroize, ZeroizeOnDrop)]
-pub struct SecretKey(Box<[u8; KEY_BYTES]>);
+///
+/// The key is imported into aws-lc once, when it is made: aws-lc computes the
+/// public key at import, so importing on every agreement would cost a second
+/// scalar multiplication each time. aws-lc wipes its copy when it is freed.
+pub struct SecretKey {
+    bytes: Box<[u8; KEY_BYTES]>,
+    key: agreement::PrivateKey,
+}
 
 impl SecretKey {
     /// Draws a new secret key from `rng`.
     pub fn generate(rng: &mut impl CryptoRng) -> Self {
-        let mut bytes = Box::new([0u8; KEY_BYTES]);
+        let mut bytes = Zeroizing::new([0u8; KEY_BYTES]);
         rng.fill_bytes(bytes.as_mut());
-        Self(bytes)
+        Self::from_bytes(&bytes)
     }
 
     /// Restores a secret key from its 32 bytes (clamping is X25519's job).
     pub fn from_bytes(bytes: &[u8; KEY_BYTES]) -> Self {
-        Self(Box::new(*bytes))
+        // X25519 accepts every 32-byte scalar; aws-lc only reports allocation
+        // failure here.
+        #[allow(clippy::expect_used)]
+        let key = agreement::PrivateKey::from_private_key(&agreement::X25519, bytes)
+            .expect("every 32-byte string is an X25519 scalar");
+        Self {
+            bytes: Box::new(*bytes),
+            key,
+        }
     }
 
     /// The secret's bytes, for a record. Wiped when dropped.
     pub fn to_bytes(&self) -> Zeroizing<[u8; KEY_BYTES]> {
-        Zeroizing::new(*self.0)
+        Zeroizing::new(*self.bytes)
     }
 
     /// The matching public key.
     pub fn public_key(&self) -> PublicKey {
-        // X25519 accepts every 32-byte scalar and base-point multiplication
-        // cannot fail; aws-lc-rs only reports allocation failure here.
+        // aws-lc computed the public key at import; this copies it out.
         #[allow(clippy::expect_used)]
-        let private = agreement::PrivateKey::from_private_key(&agreement::X25519, self.0.as_ref())
-            .expect("every 32-byte string is an X25519 scalar");
-        #[allow(clippy::expect_used)]
-        let public = private
+        let public = self
+            .key
             .compute_public_key()
-            .expect("X25519 base-point multiplication");
+            .expect("X25519 public key of an imported key");
         let mut out = [0u8; KEY_BYTES];
         out.copy_from_slice(public.as_ref());
         PublicKey(out)
@@ -79,11 +90,9 @@ impl SecretKey {
     /// [`AgreementError::WeakKey`] when `their` is a low-order point (the
     /// shared secret would be all zeros).
     pub fn diffie_hellman(&self, their: &PublicKey) -> Result<SharedSecret, AgreementError> {
-        let private = agreement::PrivateKey::from_private_key(&agreement::X25519, self.0.as_ref())
-            .map_err(|_| AgreementError::WeakKey)?;
         let peer = agreement::UnparsedPublicKey::new(&agreement::X25519, their.0);
         let mut out = Box::new([0u8; KEY_BYTES]);
-        agreement::agree(&private, peer, AgreementError::WeakKey, |secret| {
+        agreement::agree(&self.key, peer, AgreementError::WeakKey, |secret| {
             out.copy_from_slice(secret);
             Ok(())
         })?;
@@ -95,6 +104,12 @@ impl SecretKey {
             return Err(AgreementError::WeakKey);
         }
         Ok(SharedSecret(out))
+    }
+}
+
+impl Drop for SecretKey {
+    fn drop(&mut self) {
+        self.bytes.zeroize();
     }
 }
 
@@ -164,6 +179,13 @@ mod tests {
     use super::*;
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
+
+    #[test]
+    fn keys_can_move_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<SecretKey>();
+        assert_send_sync::<KeyPair>();
+    }
 
     #[test]
     fn agreement_is_symmetric() {
