@@ -25,7 +25,9 @@ pub mod handshake;
 pub mod identity;
 pub mod kdf;
 pub mod kem;
+pub mod padding;
 pub mod phrase;
+pub mod ratchet;
 pub mod signature;
 pub mod suite;
 
