@@ -133,6 +133,22 @@ pub fn hmac_sha256(key: &[u8], data: &[u8]) -> Zeroizing<[u8; 32]> {
     out
 }
 
+/// HMAC-SHA256 of two messages under one key, sharing the key schedule (the
+/// ipad and opad blocks are hashed once): the Double Ratchet's KDF_CK derives
+/// a message key and the next chain key from one chain key this way.
+pub(crate) fn hmac_sha256_pair(
+    key: &[u8],
+    first: &[u8],
+    second: &[u8],
+) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, key);
+    let mut a = Zeroizing::new([0u8; 32]);
+    let mut b = Zeroizing::new([0u8; 32]);
+    a.copy_from_slice(hmac::sign(&key, first).as_ref());
+    b.copy_from_slice(hmac::sign(&key, second).as_ref());
+    (a, b)
+}
+
 /// Why a key derivation failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KdfError {
