@@ -13,9 +13,5 @@ fuzz_target!(|data: &[u8]| {
     let cipher = ChunkCipher::new(&key);
     let index = data.first().copied().unwrap_or(0).into();
     let mut buffer = data.to_vec();
-    assert!(
-        cipher
-            .open_chunk(index, data.len().is_multiple_of(2), &mut buffer)
-            .is_err()
-    );
+    assert!(cipher.open_chunk(index, data.len().is_multiple_of(2), &mut buffer).is_err());
 });

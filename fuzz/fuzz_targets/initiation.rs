@@ -25,14 +25,8 @@ static RESPONDER: LazyLock<Option<Responder>> = LazyLock::new(|| {
     let identity = Identity::from_seed(&seed).ok()?;
     let device = Device::new(&identity, 0, &mut rng);
     let mut prekeys = PreKeys::new(&device, 0, &mut rng);
-    prekeys
-        .generate_one_time_prekeys(&device, 4, &mut rng)
-        .ok()?;
-    Some(Responder {
-        identity,
-        device,
-        prekeys,
-    })
+    prekeys.generate_one_time_prekeys(&device, 4, &mut rng).ok()?;
+    Some(Responder { identity, device, prekeys })
 });
 
 fuzz_target!(|data: &[u8]| {

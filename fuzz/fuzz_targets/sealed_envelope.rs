@@ -14,11 +14,7 @@ use xchat_crypto::sealed;
 static DEVICE: LazyLock<Option<Device>> = LazyLock::new(|| {
     let seed = RecoveryPhrase::from_entropy(&[5u8; 32]).to_seed("");
     let identity = Identity::from_seed(&seed).ok()?;
-    Some(Device::new(
-        &identity,
-        0,
-        &mut ChaCha20Rng::seed_from_u64(5),
-    ))
+    Some(Device::new(&identity, 0, &mut ChaCha20Rng::seed_from_u64(5)))
 });
 
 fuzz_target!(|data: &[u8]| {

@@ -61,15 +61,12 @@ impl Fixture {
 
     fn raw_seal(&mut self) {
         self.chunk.truncate(CHUNK_BYTES);
-        self.raw_key
-            .seal(&[0u8; aead::NONCE_BYTES], &[], black_box(&mut self.chunk));
+        self.raw_key.seal(&[0u8; aead::NONCE_BYTES], &[], black_box(&mut self.chunk));
     }
 
     fn chunk_seal(&mut self) {
         self.chunk.truncate(CHUNK_BYTES);
-        self.cipher
-            .seal_chunk(3, false, black_box(&mut self.chunk))
-            .unwrap();
+        self.cipher.seal_chunk(3, false, black_box(&mut self.chunk)).unwrap();
     }
 
     fn blake3(&self) {
@@ -174,9 +171,8 @@ fn paired_run() {
         );
     }
     // AES-GCM then BLAKE3 over the same bytes, on one core.
-    let bound: Vec<f64> = (0..ROUNDS)
-        .map(|r| 1.0 / (1.0 / rates[0][r] + 1.0 / rates[2][r]))
-        .collect();
+    let bound: Vec<f64> =
+        (0..ROUNDS).map(|r| 1.0 / (1.0 / rates[0][r] + 1.0 / rates[2][r])).collect();
     let bound_ratio: Vec<f64> = (0..ROUNDS).map(|r| bound[r] / rates[0][r]).collect();
     println!(
         "{:<28} {:>10.0} {:>8.1}%",

@@ -47,11 +47,7 @@ impl Samples {
             routine();
         }
         let elapsed = start.elapsed();
-        self.0
-            .borrow_mut()
-            .entry(id)
-            .or_default()
-            .push(elapsed.as_nanos() as f64 / iters as f64);
+        self.0.borrow_mut().entry(id).or_default().push(elapsed.as_nanos() as f64 / iters as f64);
         elapsed
     }
 
@@ -103,11 +99,7 @@ fn vodozemac_pair() -> (OlmSession, OlmSession) {
         panic!("the first message of an outbound session is a pre-key message");
     };
     let mut bob = bob_account
-        .create_inbound_session(
-            SessionConfig::version_1(),
-            alice_account.curve25519_key(),
-            &hello,
-        )
+        .create_inbound_session(SessionConfig::version_1(), alice_account.curve25519_key(), &hello)
         .unwrap()
         .session;
     let reply = bob.encrypt(b"hi").unwrap();
@@ -147,11 +139,8 @@ fn ping_pong(c: &mut Criterion, samples: &Samples) {
     group.bench_function("xchat", |b| {
         b.iter_custom(|iters| {
             samples.time("ping_pong/xchat", iters, || {
-                let (from, to) = if alice_turn {
-                    (&mut alice, &mut bob)
-                } else {
-                    (&mut bob, &mut alice)
-                };
+                let (from, to) =
+                    if alice_turn { (&mut alice, &mut bob) } else { (&mut bob, &mut alice) };
                 let message = from.encrypt(black_box(&PLAINTEXT), &mut rng).unwrap();
                 black_box(to.decrypt(&message, &mut rng).unwrap());
                 alice_turn = !alice_turn;
@@ -163,11 +152,8 @@ fn ping_pong(c: &mut Criterion, samples: &Samples) {
     group.bench_function("vodozemac", |b| {
         b.iter_custom(|iters| {
             samples.time("ping_pong/vodozemac", iters, || {
-                let (from, to) = if alice_turn {
-                    (&mut alice, &mut bob)
-                } else {
-                    (&mut bob, &mut alice)
-                };
+                let (from, to) =
+                    if alice_turn { (&mut alice, &mut bob) } else { (&mut bob, &mut alice) };
                 let message = from.encrypt(black_box(PLAINTEXT)).unwrap();
                 black_box(to.decrypt(&message).unwrap());
                 alice_turn = !alice_turn;

@@ -29,14 +29,8 @@ fn sealed_sender(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(PAYLOAD_BYTES as u64));
     group.bench_function("seal_1KiB", |b| {
         b.iter(|| {
-            sealed::seal(
-                &alice_public,
-                &alice_phone,
-                &recipient,
-                black_box(&payload),
-                &mut rng,
-            )
-            .unwrap()
+            sealed::seal(&alice_public, &alice_phone, &recipient, black_box(&payload), &mut rng)
+                .unwrap()
         });
     });
     group.bench_function("open_1KiB", |b| {

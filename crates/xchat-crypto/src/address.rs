@@ -77,10 +77,7 @@ impl Address {
     /// that is not on secp256k1.
     pub fn parse(address: &str) -> Result<Self, AddressError> {
         if address.len() > MAX_ADDRESS_CHARS {
-            return Err(AddressError::TooLong {
-                len: address.len(),
-                max: MAX_ADDRESS_CHARS,
-            });
+            return Err(AddressError::TooLong { len: address.len(), max: MAX_ADDRESS_CHARS });
         }
         let unchecked = UncheckedHrpstring::new(address).map_err(|error| match error {
             UncheckedHrpstringError::Char(CharError::MixedCase) => AddressError::MixedCase,
@@ -97,20 +94,15 @@ impl Address {
         // The version comes before the length: a later version may have
         // another length, and "unknown version" tells the user to update.
         let mut bytes = checked.byte_iter();
-        let version = bytes.next().ok_or(AddressError::WrongLength {
-            len: 0,
-            expected: PAYLOAD_BYTES,
-        })?;
+        let version =
+            bytes.next().ok_or(AddressError::WrongLength { len: 0, expected: PAYLOAD_BYTES })?;
         if version != ADDRESS_VERSION {
             return Err(AddressError::UnknownVersion(version));
         }
         let data = checked.data_part_ascii_no_checksum();
         let len = data.len() * 5 / 8;
         if len != PAYLOAD_BYTES {
-            return Err(AddressError::WrongLength {
-                len,
-                expected: PAYLOAD_BYTES,
-            });
+            return Err(AddressError::WrongLength { len, expected: PAYLOAD_BYTES });
         }
         // Padding must be as short as possible and zero, or one key would
         // have several addresses.
@@ -142,11 +134,7 @@ impl Address {
 
     /// The `xchat:xchat1…` URI of this address, with no name.
     pub fn to_uri(&self) -> String {
-        Uri {
-            address: *self,
-            name: None,
-        }
-        .to_string()
+        Uri { address: *self, name: None }.to_string()
     }
 
     /// Parses an `xchat:` URI; see [`Uri::parse`].
@@ -259,10 +247,7 @@ impl Uri {
     /// address's own error.
     pub fn parse(uri: &str) -> Result<Self, UriError> {
         if uri.len() > MAX_URI_BYTES {
-            return Err(UriError::TooLong {
-                len: uri.len(),
-                max: MAX_URI_BYTES,
-            });
+            return Err(UriError::TooLong { len: uri.len(), max: MAX_URI_BYTES });
         }
         let (scheme, rest) = uri.split_once(':').ok_or(UriError::NotXchatUri)?;
         if !scheme.eq_ignore_ascii_case(URI_SCHEME) {
@@ -276,9 +261,7 @@ impl Uri {
         let name = match query {
             None => None,
             Some(query) => {
-                let value = query
-                    .strip_prefix(NAME_PARAMETER)
-                    .ok_or(UriError::UnknownParameter)?;
+                let value = query.strip_prefix(NAME_PARAMETER).ok_or(UriError::UnknownParameter)?;
                 Some(decode_name(value)?)
             }
         };
@@ -354,10 +337,7 @@ fn decode_name(value: &str) -> Result<String, UriError> {
     // A percent-encoded byte takes three characters: a longer value decodes
     // to more than the limit whatever it holds.
     if value.len() > 3 * MAX_URI_NAME_BYTES {
-        return Err(UriError::NameTooLong {
-            len: value.len(),
-            max: MAX_URI_NAME_BYTES,
-        });
+        return Err(UriError::NameTooLong { len: value.len(), max: MAX_URI_NAME_BYTES });
     }
     let raw = value.as_bytes();
     let mut decoded = Vec::with_capacity(raw.len());
@@ -384,10 +364,7 @@ fn decode_name(value: &str) -> Result<String, UriError> {
 
 fn check_name(name: &str) -> Result<&str, UriError> {
     if name.len() > MAX_URI_NAME_BYTES {
-        return Err(UriError::NameTooLong {
-            len: name.len(),
-            max: MAX_URI_NAME_BYTES,
-        });
+        return Err(UriError::NameTooLong { len: name.len(), max: MAX_URI_NAME_BYTES });
     }
     // Control characters and bidirectional overrides let a name rearrange
     // the text shown around it.
@@ -452,10 +429,7 @@ mod tests {
 
     /// A bech32m string of `xchat` over arbitrary 5-bit characters.
     fn encode_fes(hrp: Hrp, fes: Vec<Fe32>) -> String {
-        fes.into_iter()
-            .with_checksum::<Bech32m>(&hrp)
-            .chars()
-            .collect()
+        fes.into_iter().with_checksum::<Bech32m>(&hrp).chars().collect()
     }
 
     fn encode_bytes(hrp: Hrp, bytes: &[u8]) -> String {
@@ -533,26 +507,17 @@ mod tests {
         let payload = Address::from_key(key(6)).payload();
         assert_eq!(
             Address::parse(&encode_bytes(HRP, &payload[..32])),
-            Err(AddressError::WrongLength {
-                len: 32,
-                expected: PAYLOAD_BYTES
-            })
+            Err(AddressError::WrongLength { len: 32, expected: PAYLOAD_BYTES })
         );
         let mut longer = payload.to_vec();
         longer.push(0);
         assert_eq!(
             Address::parse(&encode_bytes(HRP, &longer)),
-            Err(AddressError::WrongLength {
-                len: 34,
-                expected: PAYLOAD_BYTES
-            })
+            Err(AddressError::WrongLength { len: 34, expected: PAYLOAD_BYTES })
         );
         assert_eq!(
             Address::parse(&encode_bytes(HRP, &[])),
-            Err(AddressError::WrongLength {
-                len: 0,
-                expected: PAYLOAD_BYTES
-            })
+            Err(AddressError::WrongLength { len: 0, expected: PAYLOAD_BYTES })
         );
     }
 
@@ -562,17 +527,11 @@ mod tests {
         // One more 5-bit character still decodes to 33 bytes, with 6 padding bits.
         let mut fes: Vec<Fe32> = payload.iter().copied().bytes_to_fes().collect();
         fes.push(Fe32::Q);
-        assert_eq!(
-            Address::parse(&encode_fes(HRP, fes)),
-            Err(AddressError::InvalidPadding)
-        );
+        assert_eq!(Address::parse(&encode_fes(HRP, fes)), Err(AddressError::InvalidPadding));
         let mut fes: Vec<Fe32> = payload.iter().copied().bytes_to_fes().collect();
         let last = fes.pop().unwrap();
         fes.push(Fe32::try_from(last.to_u8() | 1).unwrap());
-        assert_eq!(
-            Address::parse(&encode_fes(HRP, fes)),
-            Err(AddressError::InvalidPadding)
-        );
+        assert_eq!(Address::parse(&encode_fes(HRP, fes)), Err(AddressError::InvalidPadding));
     }
 
     #[test]
@@ -583,36 +542,21 @@ mod tests {
             &hex::decode("eefdea4cdb677750a420fee807eacf21eb9898ae79b9768766e4faa04a2d4a34")
                 .unwrap(),
         );
-        assert_eq!(
-            Address::parse(&encode_bytes(HRP, &payload)),
-            Err(AddressError::InvalidKey)
-        );
+        assert_eq!(Address::parse(&encode_bytes(HRP, &payload)), Err(AddressError::InvalidKey));
         payload[1..].fill(0xff);
-        assert_eq!(
-            Address::parse(&encode_bytes(HRP, &payload)),
-            Err(AddressError::InvalidKey)
-        );
+        assert_eq!(Address::parse(&encode_bytes(HRP, &payload)), Err(AddressError::InvalidKey));
     }
 
     #[test]
     fn malformed_strings_are_refused() {
         let address = Address::from_key(key(8)).to_string();
         assert_eq!(Address::parse(""), Err(AddressError::InvalidCharacter));
-        assert_eq!(
-            Address::parse(&address.replace('1', "")),
-            Err(AddressError::InvalidCharacter)
-        );
-        assert_eq!(
-            Address::parse(&format!("{address} ")),
-            Err(AddressError::InvalidCharacter)
-        );
+        assert_eq!(Address::parse(&address.replace('1', "")), Err(AddressError::InvalidCharacter));
+        assert_eq!(Address::parse(&format!("{address} ")), Err(AddressError::InvalidCharacter));
         let long = format!("{address}{}", "q".repeat(MAX_ADDRESS_CHARS));
         assert_eq!(
             Address::parse(&long),
-            Err(AddressError::TooLong {
-                len: long.len(),
-                max: MAX_ADDRESS_CHARS
-            })
+            Err(AddressError::TooLong { len: long.len(), max: MAX_ADDRESS_CHARS })
         );
     }
 
@@ -664,10 +608,7 @@ mod tests {
         assert_eq!(parsed.name(), None);
 
         let named = Uri::new(address, Some("Zoë & Ann #1")).unwrap().to_string();
-        assert_eq!(
-            named,
-            format!("xchat:{address}?name=Zo%C3%AB%20%26%20Ann%20%231")
-        );
+        assert_eq!(named, format!("xchat:{address}?name=Zo%C3%AB%20%26%20Ann%20%231"));
         let parsed = Uri::parse(&named).unwrap();
         assert_eq!(parsed.address(), &address);
         assert_eq!(parsed.name(), Some("Zoë & Ann #1"));
@@ -688,41 +629,20 @@ mod tests {
         let cases = [
             (format!("{address}"), UriError::NotXchatUri),
             (format!("bitcoin:{address}"), UriError::NotXchatUri),
-            (
-                format!("xchat://{address}"),
-                UriError::Address(AddressError::WrongHrp),
-            ),
+            (format!("xchat://{address}"), UriError::Address(AddressError::WrongHrp)),
             (format!("xchat:{address}?"), UriError::UnknownParameter),
-            (
-                format!("xchat:{address}?label=x"),
-                UriError::UnknownParameter,
-            ),
-            (
-                format!("xchat:{address}?name=a&x=1"),
-                UriError::UnknownParameter,
-            ),
-            (
-                format!("xchat:{address}?name=a&name=b"),
-                UriError::UnknownParameter,
-            ),
-            (
-                format!("xchat:{address}#frag"),
-                UriError::Address(AddressError::InvalidCharacter),
-            ),
-            (
-                format!("xchat:{address}?name=a#frag"),
-                UriError::InvalidName,
-            ),
+            (format!("xchat:{address}?label=x"), UriError::UnknownParameter),
+            (format!("xchat:{address}?name=a&x=1"), UriError::UnknownParameter),
+            (format!("xchat:{address}?name=a&name=b"), UriError::UnknownParameter),
+            (format!("xchat:{address}#frag"), UriError::Address(AddressError::InvalidCharacter)),
+            (format!("xchat:{address}?name=a#frag"), UriError::InvalidName),
             (format!("xchat:{address}?name="), UriError::InvalidName),
             (format!("xchat:{address}?name=a b"), UriError::InvalidName),
             (format!("xchat:{address}?name=%4"), UriError::InvalidName),
             (format!("xchat:{address}?name=%zz"), UriError::InvalidName),
             (format!("xchat:{address}?name=%ff"), UriError::InvalidName),
             (format!("xchat:{address}?name=a%0Ab"), UriError::InvalidName),
-            (
-                format!("xchat:{address}?name=%E2%80%AEevil"),
-                UriError::InvalidName,
-            ),
+            (format!("xchat:{address}?name=%E2%80%AEevil"), UriError::InvalidName),
             (format!("xchat:{address}?name=é"), UriError::InvalidName),
         ];
         for (uri, expected) in cases {
@@ -751,18 +671,12 @@ mod tests {
         let too_long = "a".repeat(MAX_URI_NAME_BYTES + 1);
         assert_eq!(
             Uri::new(address, Some(&too_long)),
-            Err(UriError::NameTooLong {
-                len: MAX_URI_NAME_BYTES + 1,
-                max: MAX_URI_NAME_BYTES
-            })
+            Err(UriError::NameTooLong { len: MAX_URI_NAME_BYTES + 1, max: MAX_URI_NAME_BYTES })
         );
         let uri = format!("xchat:{address}?name={too_long}");
         assert_eq!(
             Uri::parse(&uri),
-            Err(UriError::NameTooLong {
-                len: MAX_URI_NAME_BYTES + 1,
-                max: MAX_URI_NAME_BYTES
-            })
+            Err(UriError::NameTooLong { len: MAX_URI_NAME_BYTES + 1, max: MAX_URI_NAME_BYTES })
         );
         let huge = format!("xchat:{address}?name={}", "%41".repeat(1000));
         assert!(matches!(Uri::parse(&huge), Err(UriError::TooLong { .. })));

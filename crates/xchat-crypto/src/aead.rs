@@ -92,9 +92,7 @@ impl Key {
         in_out: &'a mut [u8],
     ) -> Result<&'a mut [u8], OpenError> {
         let nonce = Nonce::assume_unique_for_key(*nonce);
-        self.0
-            .open_in_place(nonce, Aad::from(aad), in_out)
-            .map_err(|_| OpenError)
+        self.0.open_in_place(nonce, Aad::from(aad), in_out).map_err(|_| OpenError)
     }
 }
 

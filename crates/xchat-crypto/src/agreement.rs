@@ -60,10 +60,7 @@ impl SecretKey {
         #[allow(clippy::expect_used)]
         let key = agreement::PrivateKey::from_private_key(&agreement::X25519, bytes)
             .expect("every 32-byte string is an X25519 scalar");
-        Self {
-            bytes: Box::new(*bytes),
-            key,
-        }
+        Self { bytes: Box::new(*bytes), key }
     }
 
     /// The secret's bytes, for a record. Wiped when dropped.
@@ -75,10 +72,7 @@ impl SecretKey {
     pub fn public_key(&self) -> PublicKey {
         // aws-lc computed the public key at import; this copies it out.
         #[allow(clippy::expect_used)]
-        let public = self
-            .key
-            .compute_public_key()
-            .expect("X25519 public key of an imported key");
+        let public = self.key.compute_public_key().expect("X25519 public key of an imported key");
         let mut out = [0u8; KEY_BYTES];
         out.copy_from_slice(public.as_ref());
         PublicKey(out)
@@ -97,10 +91,7 @@ impl SecretKey {
             Ok(())
         })?;
         // aws-lc refuses low-order points itself; this is belt and braces.
-        if bool::from(subtle::ConstantTimeEq::ct_eq(
-            out.as_slice(),
-            &[0u8; KEY_BYTES][..],
-        )) {
+        if bool::from(subtle::ConstantTimeEq::ct_eq(out.as_slice(), &[0u8; KEY_BYTES][..])) {
             return Err(AgreementError::WeakKey);
         }
         Ok(SharedSecret(out))
@@ -215,9 +206,7 @@ mod tests {
             hex::encode(secret.public_key().as_bytes()),
             "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
         );
-        let shared = secret
-            .diffie_hellman(&PublicKey::from_bytes(bob_public))
-            .unwrap();
+        let shared = secret.diffie_hellman(&PublicKey::from_bytes(bob_public)).unwrap();
         assert_eq!(
             hex::encode(shared.as_bytes()),
             "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742"
@@ -243,8 +232,7 @@ mod tests {
         ];
         for point in weak {
             assert_eq!(
-                ours.diffie_hellman(&PublicKey::from_bytes(point))
-                    .unwrap_err(),
+                ours.diffie_hellman(&PublicKey::from_bytes(point)).unwrap_err(),
                 AgreementError::WeakKey
             );
         }

@@ -152,10 +152,7 @@ impl KemPreKeyKind {
 /// `device id (16) || prekey id (4) || kind (1) || public key`.
 fn prekey_message(device: DeviceId, id: PreKeyId, kind: PreKeyKind, key: &[u8]) -> Vec<u8> {
     let mut w = Writer::with_capacity(DEVICE_ID_BYTES + 4 + 1 + key.len());
-    w.fixed(device.as_bytes())
-        .u32(id.0)
-        .u8(kind.to_byte())
-        .fixed(key);
+    w.fixed(device.as_bytes()).u32(id.0).u8(kind.to_byte()).fixed(key);
     w.into_bytes()
 }
 
@@ -166,11 +163,7 @@ fn sign_prekey(
     key: &[u8],
     rng: &mut impl CryptoRng,
 ) -> Signature {
-    device.signing_key().sign(
-        kind.context(),
-        &prekey_message(device.id(), id, kind, key),
-        rng,
-    )
+    device.signing_key().sign(kind.context(), &prekey_message(device.id(), id, kind, key), rng)
 }
 
 fn verify_prekey(
@@ -182,11 +175,7 @@ fn verify_prekey(
 ) -> Result<(), BundleError> {
     device
         .signing_key()
-        .verify(
-            kind.context(),
-            &prekey_message(device.device_id(), id, kind, key),
-            signature,
-        )
+        .verify(kind.context(), &prekey_message(device.device_id(), id, kind, key), signature)
         .map_err(|_| BundleError::InvalidPreKeySignature { id: id.0 })
 }
 
@@ -220,9 +209,7 @@ impl X25519PreKey {
 
     /// `id (4) || key (32) || signature (64)`.
     fn write(&self, w: &mut Writer) {
-        w.u32(self.id.0)
-            .fixed(self.key.as_bytes())
-            .fixed(self.signature.as_bytes());
+        w.u32(self.id.0).fixed(self.key.as_bytes()).fixed(self.signature.as_bytes());
     }
 }
 
@@ -235,11 +222,7 @@ struct UnverifiedX25519PreKey {
 
 impl UnverifiedX25519PreKey {
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        Ok(Self {
-            id: r.u32()?,
-            key: r.array()?,
-            signature: r.array()?,
-        })
+        Ok(Self { id: r.u32()?, key: r.array()?, signature: r.array()? })
     }
 
     fn verify(
@@ -323,20 +306,9 @@ impl UnverifiedKemPreKey {
         let signature = Signature::from_bytes(self.signature);
         // The signature first: a key the device did not sign is refused as
         // such, whatever its encoding.
-        verify_prekey(
-            device,
-            id,
-            PreKeyKind::Kem(self.kind),
-            self.key.as_ref(),
-            &signature,
-        )?;
+        verify_prekey(device, id, PreKeyKind::Kem(self.kind), self.key.as_ref(), &signature)?;
         let key = kem::PublicKey::from_bytes(&self.key).map_err(|_| BundleError::InvalidKemKey)?;
-        Ok(KemPreKey {
-            id,
-            kind: self.kind,
-            key,
-            signature,
-        })
+        Ok(KemPreKey { id, kind: self.kind, key, signature })
     }
 }
 
@@ -347,9 +319,8 @@ fn verify_owner(
     device: UnverifiedDeviceCertificate,
 ) -> Result<(PublicIdentity, DeviceCertificate), BundleError> {
     let identity = identity.verify().map_err(BundleError::InvalidIdentity)?;
-    let device = device
-        .verify(identity.signing_key())
-        .map_err(BundleError::InvalidDeviceCertificate)?;
+    let device =
+        device.verify(identity.signing_key()).map_err(BundleError::InvalidDeviceCertificate)?;
     Ok((identity, device))
 }
 
@@ -451,30 +422,18 @@ impl UnverifiedPreKeyBundle {
     /// [`DecodeError`] for a malformed bundle or an unknown suite.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         if bytes.len() > MAX_BUNDLE_BYTES {
-            return Err(DecodeError::TooLarge {
-                len: bytes.len(),
-                max: MAX_BUNDLE_BYTES,
-            });
+            return Err(DecodeError::TooLarge { len: bytes.len(), max: MAX_BUNDLE_BYTES });
         }
         let mut r = Reader::new(bytes);
         CipherSuite::from_byte(r.u8()?)?;
         let identity = PublicIdentity::read(&mut r)?;
         let device = UnverifiedDeviceCertificate::read(&mut r)?;
         let signed_prekey = UnverifiedX25519PreKey::read(&mut r)?;
-        let one_time_prekey = if read_presence(&mut r)? {
-            Some(UnverifiedX25519PreKey::read(&mut r)?)
-        } else {
-            None
-        };
+        let one_time_prekey =
+            if read_presence(&mut r)? { Some(UnverifiedX25519PreKey::read(&mut r)?) } else { None };
         let kem_prekey = UnverifiedKemPreKey::read(&mut r)?;
         r.finish()?;
-        Ok(Self {
-            identity,
-            device,
-            signed_prekey,
-            one_time_prekey,
-            kem_prekey,
-        })
+        Ok(Self { identity, device, signed_prekey, one_time_prekey, kem_prekey })
     }
 
     /// Checks the whole chain: the identity's certificate of its agreement
@@ -501,13 +460,7 @@ impl UnverifiedPreKeyBundle {
             .transpose()?;
         let kem_prekey = self.kem_prekey.verify(&device)?;
         check_expected(&identity, expected_identity)?;
-        Ok(PreKeyBundle {
-            identity,
-            device,
-            signed_prekey,
-            one_time_prekey,
-            kem_prekey,
-        })
+        Ok(PreKeyBundle { identity, device, signed_prekey, one_time_prekey, kem_prekey })
     }
 }
 
@@ -638,10 +591,7 @@ pub struct UnverifiedPreKeyPublication {
 fn read_count(r: &mut Reader<'_>) -> Result<usize, DecodeError> {
     let count = r.u32()? as usize;
     if count > MAX_ONE_TIME_PREKEYS {
-        return Err(DecodeError::TooLarge {
-            len: count,
-            max: MAX_ONE_TIME_PREKEYS,
-        });
+        return Err(DecodeError::TooLarge { len: count, max: MAX_ONE_TIME_PREKEYS });
     }
     Ok(count)
 }
@@ -667,10 +617,7 @@ impl UnverifiedPreKeyPublication {
     /// [`DecodeError`] for a malformed publication or an unknown suite.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         if bytes.len() > MAX_PUBLICATION_BYTES {
-            return Err(DecodeError::TooLarge {
-                len: bytes.len(),
-                max: MAX_PUBLICATION_BYTES,
-            });
+            return Err(DecodeError::TooLarge { len: bytes.len(), max: MAX_PUBLICATION_BYTES });
         }
         let mut r = Reader::new(bytes);
         CipherSuite::from_byte(r.u8()?)?;
@@ -695,14 +642,7 @@ impl UnverifiedPreKeyPublication {
             .collect::<Result<Vec<_>, _>>()?;
         check_increasing(kem_one_time.iter().map(|prekey| prekey.id))?;
         r.finish()?;
-        Ok(Self {
-            identity,
-            device,
-            signed_prekey,
-            last_resort,
-            one_time,
-            kem_one_time,
-        })
+        Ok(Self { identity, device, signed_prekey, last_resort, one_time, kem_one_time })
     }
 
     /// Checks every certificate and signature as
@@ -792,15 +732,8 @@ mod tests {
             let identity = Identity::from_seed(&Seed::from_bytes(&[seed; 64]).unwrap()).unwrap();
             let device = Device::new(&identity, NOW, &mut rng);
             let mut prekeys = PreKeys::new(&device, NOW, &mut rng);
-            prekeys
-                .generate_one_time_prekeys(&device, one_time, &mut rng)
-                .unwrap();
-            Self {
-                identity,
-                device,
-                prekeys,
-                rng,
-            }
+            prekeys.generate_one_time_prekeys(&device, one_time, &mut rng).unwrap();
+            Self { identity, device, prekeys, rng }
         }
 
         pub(crate) fn first_ids(&self) -> (Option<PreKeyId>, Option<PreKeyId>) {
@@ -822,9 +755,7 @@ mod tests {
             one_time: Option<PreKeyId>,
             kem: Option<PreKeyId>,
         ) -> PreKeyBundle {
-            self.prekeys
-                .bundle(&self.identity.public(), &self.device, one_time, kem)
-                .unwrap()
+            self.prekeys.bundle(&self.identity.public(), &self.device, one_time, kem).unwrap()
         }
 
         pub(crate) fn full_bundle(&self) -> PreKeyBundle {
@@ -857,10 +788,7 @@ mod tests {
         let full = alice.full_bundle();
         assert_eq!(full.to_bytes().len(), MAX_BUNDLE_BYTES);
         assert_eq!(full.kem_prekey().kind(), KemPreKeyKind::OneTime);
-        assert_eq!(
-            alice.bundle(None, None).kem_prekey().kind(),
-            KemPreKeyKind::LastResort
-        );
+        assert_eq!(alice.bundle(None, None).kem_prekey().kind(), KemPreKeyKind::LastResort);
         assert_eq!(
             alice.bundle(None, None).to_bytes().len(),
             MAX_BUNDLE_BYTES - X25519_PREKEY_BYTES
@@ -871,10 +799,7 @@ mod tests {
     fn every_flipped_bundle_byte_is_refused() {
         let alice = Fixture::new(2, 1);
         let key = alice.identity_key();
-        for bytes in [
-            alice.full_bundle().to_bytes(),
-            alice.bundle(None, None).to_bytes(),
-        ] {
+        for bytes in [alice.full_bundle().to_bytes(), alice.bundle(None, None).to_bytes()] {
             for i in 0..bytes.len() {
                 for mask in [0x01, 0x80] {
                     let mut tampered = bytes.clone();
@@ -892,15 +817,9 @@ mod tests {
     #[test]
     fn truncated_or_extended_bundle_is_refused() {
         let alice = Fixture::new(3, 1);
-        for bytes in [
-            alice.full_bundle().to_bytes(),
-            alice.bundle(None, None).to_bytes(),
-        ] {
+        for bytes in [alice.full_bundle().to_bytes(), alice.bundle(None, None).to_bytes()] {
             for cut in 0..bytes.len() {
-                assert!(
-                    UnverifiedPreKeyBundle::from_bytes(&bytes[..cut]).is_err(),
-                    "cut at {cut}"
-                );
+                assert!(UnverifiedPreKeyBundle::from_bytes(&bytes[..cut]).is_err(), "cut at {cut}");
             }
             let mut longer = bytes.clone();
             longer.push(0);
@@ -913,10 +832,7 @@ mod tests {
         let bytes = vec![1u8; MAX_BUNDLE_BYTES + 1];
         assert_eq!(
             UnverifiedPreKeyBundle::from_bytes(&bytes),
-            Err(DecodeError::TooLarge {
-                len: MAX_BUNDLE_BYTES + 1,
-                max: MAX_BUNDLE_BYTES
-            })
+            Err(DecodeError::TooLarge { len: MAX_BUNDLE_BYTES + 1, max: MAX_BUNDLE_BYTES })
         );
     }
 
@@ -925,10 +841,8 @@ mod tests {
         let mut alice = Fixture::new(4, 1);
         let other_device = Device::new(&alice.identity, NOW, &mut alice.rng);
         let other = PreKeys::new(&other_device, NOW, &mut alice.rng);
-        let theirs = other
-            .bundle(&alice.identity.public(), &other_device, None, None)
-            .unwrap()
-            .to_bytes();
+        let theirs =
+            other.bundle(&alice.identity.public(), &other_device, None, None).unwrap().to_bytes();
         let mut bytes = alice.bundle(None, None).to_bytes();
         let range = SIGNED_PREKEY_AT..SIGNED_PREKEY_AT + X25519_PREKEY_BYTES;
         bytes[range.clone()].copy_from_slice(&theirs[range]);
@@ -954,20 +868,14 @@ mod tests {
         bytes[1..1 + PUBLIC_IDENTITY_BYTES].copy_from_slice(&mallory.identity.public().to_bytes());
         assert_eq!(
             decode_and_verify(&bytes, None),
-            Err(BundleError::InvalidDeviceCertificate(
-                DeviceError::WrongIdentity
-            ))
+            Err(BundleError::InvalidDeviceCertificate(DeviceError::WrongIdentity))
         );
         assert_eq!(
-            alice
-                .prekeys
-                .bundle(&mallory.identity.public(), &alice.device, None, None),
+            alice.prekeys.bundle(&mallory.identity.public(), &alice.device, None, None),
             Err(PreKeyError::WrongIdentity)
         );
         assert_eq!(
-            alice
-                .prekeys
-                .bundle(&alice.identity.public(), &mallory.device, None, None),
+            alice.prekeys.bundle(&alice.identity.public(), &mallory.device, None, None),
             Err(PreKeyError::WrongDevice)
         );
     }
@@ -1014,10 +922,7 @@ mod tests {
         let kem_at = bytes.len() - KEM_PREKEY_BYTES;
         bytes[kem_at + 5..kem_at + 5 + kem::PUBLIC_KEY_BYTES].copy_from_slice(&key);
         bytes[kem_at + 5 + kem::PUBLIC_KEY_BYTES..].copy_from_slice(signature.as_bytes());
-        assert_eq!(
-            decode_and_verify(&bytes, None),
-            Err(BundleError::InvalidKemKey)
-        );
+        assert_eq!(decode_and_verify(&bytes, None), Err(BundleError::InvalidKemKey));
     }
 
     #[test]
@@ -1058,10 +963,8 @@ mod tests {
     fn publication_round_trips_and_hands_out_each_one_time_prekey_once() {
         let alice = Fixture::new(23, 2);
         let key = alice.identity_key();
-        let publication = alice
-            .prekeys
-            .publication(&alice.identity.public(), &alice.device)
-            .unwrap();
+        let publication =
+            alice.prekeys.publication(&alice.identity.public(), &alice.device).unwrap();
         let mut decoded = UnverifiedPreKeyPublication::from_bytes(&publication.to_bytes())
             .unwrap()
             .verify(Some(&key))
@@ -1101,11 +1004,8 @@ mod tests {
     #[test]
     fn every_flipped_publication_byte_is_refused() {
         let alice = Fixture::new(24, 1);
-        let bytes = alice
-            .prekeys
-            .publication(&alice.identity.public(), &alice.device)
-            .unwrap()
-            .to_bytes();
+        let bytes =
+            alice.prekeys.publication(&alice.identity.public(), &alice.device).unwrap().to_bytes();
         for i in 0..bytes.len() {
             let mut tampered = bytes.clone();
             tampered[i] ^= 0x01;
@@ -1122,20 +1022,14 @@ mod tests {
     #[test]
     fn publication_counts_are_checked_before_allocation() {
         let alice = Fixture::new(25, 0);
-        let bytes = alice
-            .prekeys
-            .publication(&alice.identity.public(), &alice.device)
-            .unwrap()
-            .to_bytes();
+        let bytes =
+            alice.prekeys.publication(&alice.identity.public(), &alice.device).unwrap().to_bytes();
         let count_at = bytes.len() - 8;
         let mut huge = bytes.clone();
         huge[count_at..count_at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
         assert_eq!(
             UnverifiedPreKeyPublication::from_bytes(&huge),
-            Err(DecodeError::TooLarge {
-                len: u32::MAX as usize,
-                max: MAX_ONE_TIME_PREKEYS
-            })
+            Err(DecodeError::TooLarge { len: u32::MAX as usize, max: MAX_ONE_TIME_PREKEYS })
         );
         let mut claims_more = bytes;
         claims_more[count_at..count_at + 4].copy_from_slice(&2u32.to_be_bytes());
@@ -1148,10 +1042,8 @@ mod tests {
     #[test]
     fn publication_refuses_repeated_prekeys() {
         let alice = Fixture::new(26, 2);
-        let mut publication = alice
-            .prekeys
-            .publication(&alice.identity.public(), &alice.device)
-            .unwrap();
+        let mut publication =
+            alice.prekeys.publication(&alice.identity.public(), &alice.device).unwrap();
         publication.one_time[1] = publication.one_time[0];
         assert_eq!(
             UnverifiedPreKeyPublication::from_bytes(&publication.to_bytes()),

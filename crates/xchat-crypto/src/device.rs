@@ -215,14 +215,8 @@ impl Device {
             agreement: *agreement.public(),
             created_at_ms: now_ms,
         };
-        let signature = identity
-            .signing_key()
-            .sign(kdf::SIG_DEVICE_CERT, &body.to_bytes(), rng);
-        Self {
-            signing,
-            agreement,
-            certificate: DeviceCertificate { body, signature },
-        }
+        let signature = identity.signing_key().sign(kdf::SIG_DEVICE_CERT, &body.to_bytes(), rng);
+        Self { signing, agreement, certificate: DeviceCertificate { body, signature } }
     }
 
     /// The device's id.
@@ -280,11 +274,7 @@ impl Device {
         {
             return Err(DeviceError::InvalidKey);
         }
-        Ok(Self {
-            signing,
-            agreement,
-            certificate,
-        })
+        Ok(Self { signing, agreement, certificate })
     }
 
     /// Revokes the device `device_id` of `identity` at `now_ms`.
@@ -296,24 +286,14 @@ impl Device {
     ) -> Revocation {
         let identity_key = identity.signing_key().verifying_key();
         let message = revocation_message(&identity_key, device_id, now_ms);
-        let signature = identity
-            .signing_key()
-            .sign(kdf::SIG_DEVICE_REVOCATION, &message, rng);
-        Revocation {
-            identity: identity_key,
-            device_id,
-            revoked_at_ms: now_ms,
-            signature,
-        }
+        let signature = identity.signing_key().sign(kdf::SIG_DEVICE_REVOCATION, &message, rng);
+        Revocation { identity: identity_key, device_id, revoked_at_ms: now_ms, signature }
     }
 }
 
 impl std::fmt::Debug for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Device")
-            .field("id", &self.id())
-            .field("secret", &"<redacted>")
-            .finish()
+        f.debug_struct("Device").field("id", &self.id()).field("secret", &"<redacted>").finish()
     }
 }
 
@@ -449,10 +429,8 @@ mod tests {
         let bytes = device.certificate().to_bytes();
         assert_eq!(bytes.len(), CERTIFICATE_BYTES);
         let key = alice.signing_key().verifying_key();
-        let certificate = UnverifiedDeviceCertificate::from_bytes(&bytes)
-            .unwrap()
-            .verify(&key)
-            .unwrap();
+        let certificate =
+            UnverifiedDeviceCertificate::from_bytes(&bytes).unwrap().verify(&key).unwrap();
         assert_eq!(&certificate, device.certificate());
     }
 
@@ -465,9 +443,7 @@ mod tests {
         let bytes = device.certificate().to_bytes();
         let mallory_key = mallory.signing_key().verifying_key();
         assert_eq!(
-            UnverifiedDeviceCertificate::from_bytes(&bytes)
-                .unwrap()
-                .verify(&mallory_key),
+            UnverifiedDeviceCertificate::from_bytes(&bytes).unwrap().verify(&mallory_key),
             Err(DeviceError::WrongIdentity)
         );
         let alice_key = alice.signing_key().verifying_key();
@@ -501,17 +477,12 @@ mod tests {
         let bytes = revocation.to_bytes();
         assert_eq!(bytes.len(), REVOCATION_BYTES);
         let key = alice.signing_key().verifying_key();
-        let decoded = UnverifiedRevocation::from_bytes(&bytes)
-            .unwrap()
-            .verify(&key)
-            .unwrap();
+        let decoded = UnverifiedRevocation::from_bytes(&bytes).unwrap().verify(&key).unwrap();
         assert_eq!(decoded, revocation);
         let mut tampered = bytes;
         tampered[60] ^= 1;
         assert_eq!(
-            UnverifiedRevocation::from_bytes(&tampered)
-                .unwrap()
-                .verify(&key),
+            UnverifiedRevocation::from_bytes(&tampered).unwrap().verify(&key),
             Err(DeviceError::InvalidSignature)
         );
     }

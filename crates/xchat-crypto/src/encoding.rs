@@ -23,9 +23,7 @@ pub(crate) struct Writer {
 #[allow(dead_code)]
 impl Writer {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        Self {
-            buf: Vec::with_capacity(capacity),
-        }
+        Self { buf: Vec::with_capacity(capacity) }
     }
 
     pub(crate) fn u8(&mut self, value: u8) -> &mut Self {
@@ -137,11 +135,7 @@ impl<'a> Reader<'a> {
 
     /// Ends the decode: every byte must have been read.
     pub(crate) fn finish(self) -> Result<(), DecodeError> {
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError::TrailingBytes)
-        }
+        if self.buf.is_empty() { Ok(()) } else { Err(DecodeError::TrailingBytes) }
     }
 }
 
@@ -180,13 +174,7 @@ mod tests {
         w.u32(u32::MAX);
         let bytes = w.into_bytes();
         let mut r = Reader::new(&bytes);
-        assert_eq!(
-            r.var(1024),
-            Err(DecodeError::TooLarge {
-                len: u32::MAX as usize,
-                max: 1024
-            })
-        );
+        assert_eq!(r.var(1024), Err(DecodeError::TooLarge { len: u32::MAX as usize, max: 1024 }));
     }
 
     #[test]

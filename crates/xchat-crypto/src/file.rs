@@ -100,10 +100,7 @@ pub struct FileDigest {
 impl FileDigest {
     /// A digest, as a message carried it.
     pub const fn new(plaintext_len: u64, hash: [u8; HASH_BYTES]) -> Self {
-        Self {
-            plaintext_len,
-            hash,
-        }
+        Self { plaintext_len, hash }
     }
 
     /// The plaintext's length in bytes.
@@ -119,12 +116,7 @@ impl FileDigest {
 
 impl std::fmt::Debug for FileDigest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "FileDigest({} bytes, {})",
-            self.plaintext_len,
-            crate::fingerprint(&self.hash)
-        )
+        write!(f, "FileDigest({} bytes, {})", self.plaintext_len, crate::fingerprint(&self.hash))
     }
 }
 
@@ -137,9 +129,7 @@ impl ChunkCipher {
     /// The cipher of the file whose key is `file_key`.
     pub fn new(file_key: &FileKey) -> Self {
         let key = kdf::derive_key(&[], file_key.0.as_ref(), &[kdf::FILE_CHUNK_KEY_INFO]);
-        Self {
-            key: aead::Key::new(&key),
-        }
+        Self { key: aead::Key::new(&key) }
     }
 
     /// Encrypts chunk `index` in place and appends its tag. `is_last` marks
@@ -268,11 +258,7 @@ impl std::fmt::Debug for ChunkCipher {
 /// and empty only as the single chunk of an empty file (so every file has
 /// exactly one encryption).
 const fn fits(index: u32, is_last: bool, len: usize) -> bool {
-    if is_last {
-        len <= CHUNK_BYTES && (len > 0 || index == 0)
-    } else {
-        len == CHUNK_BYTES
-    }
+    if is_last { len <= CHUNK_BYTES && (len > 0 || index == 0) } else { len == CHUNK_BYTES }
 }
 
 /// The STREAM nonce of chunk `index`: `0^7 || index (u32 BE) || last flag`.
@@ -320,15 +306,10 @@ pub fn encrypt(
         plaintext_len += len as u64;
         if is_last {
             writer.flush()?;
-            return Ok(FileDigest::new(
-                plaintext_len,
-                *hasher.finalize().as_bytes(),
-            ));
+            return Ok(FileDigest::new(plaintext_len, *hasher.finalize().as_bytes()));
         }
     }
-    Err(FileError::TooLarge {
-        max_bytes: MAX_FILE_BYTES,
-    })
+    Err(FileError::TooLarge { max_bytes: MAX_FILE_BYTES })
 }
 
 /// Decrypts the ciphertext `reader` gives under `key` and writes the
@@ -377,15 +358,10 @@ pub fn decrypt(
         plaintext_len += plaintext as u64;
         if is_last {
             writer.flush()?;
-            return Ok(FileDigest::new(
-                plaintext_len,
-                *hasher.finalize().as_bytes(),
-            ));
+            return Ok(FileDigest::new(plaintext_len, *hasher.finalize().as_bytes()));
         }
     }
-    Err(FileError::TooLarge {
-        max_bytes: MAX_FILE_BYTES,
-    })
+    Err(FileError::TooLarge { max_bytes: MAX_FILE_BYTES })
 }
 
 /// Reads until `buffer` is full or the stream ends; returns the bytes read.
@@ -476,10 +452,7 @@ mod tests {
             ChunkCipher::encrypted_len(len as u64).unwrap(),
             "length of {len}"
         );
-        assert_eq!(
-            ChunkCipher::plaintext_len(ciphertext.len() as u64),
-            Some(len as u64)
-        );
+        assert_eq!(ChunkCipher::plaintext_len(ciphertext.len() as u64), Some(len as u64));
         assert_eq!(digest.plaintext_len(), len as u64);
         assert_eq!(digest.hash(), blake3::hash(&plain).as_bytes());
         let (decrypted, decrypted_digest) = decrypt_vec(&key, &ciphertext).unwrap();
@@ -509,14 +482,9 @@ mod tests {
         assert_eq!(ciphertext.len(), aead::TAG_BYTES);
         assert_eq!(digest.hash(), blake3::hash(&[]).as_bytes());
         let mut chunk = Vec::new();
-        ChunkCipher::new(&key)
-            .seal_chunk(0, true, &mut chunk)
-            .unwrap();
+        ChunkCipher::new(&key).seal_chunk(0, true, &mut chunk).unwrap();
         assert_eq!(chunk, ciphertext);
-        assert_eq!(
-            decrypt_vec(&key, &[]).unwrap_err().to_string(),
-            "file decryption failed"
-        );
+        assert_eq!(decrypt_vec(&key, &[]).unwrap_err().to_string(), "file decryption failed");
     }
 
     #[test]
@@ -527,23 +495,16 @@ mod tests {
         let cipher = ChunkCipher::new(&key);
         let mut expected = Vec::new();
         let chunks: Vec<_> = plain.chunks(CHUNK_BYTES).collect();
-        assert_eq!(
-            chunks.len() as u64,
-            ChunkCipher::chunk_count(plain.len() as u64).unwrap()
-        );
+        assert_eq!(chunks.len() as u64, ChunkCipher::chunk_count(plain.len() as u64).unwrap());
         for (i, chunk) in chunks.iter().enumerate() {
             let mut buffer = chunk.to_vec();
-            cipher
-                .seal_chunk(i as u32, i + 1 == chunks.len(), &mut buffer)
-                .unwrap();
+            cipher.seal_chunk(i as u32, i + 1 == chunks.len(), &mut buffer).unwrap();
             expected.extend_from_slice(&buffer);
         }
         assert_eq!(ciphertext, expected);
         for (i, sealed) in ciphertext.chunks(ENCRYPTED_CHUNK_BYTES).enumerate() {
             let mut buffer = sealed.to_vec();
-            cipher
-                .open_chunk(i as u32, i + 1 == chunks.len(), &mut buffer)
-                .unwrap();
+            cipher.open_chunk(i as u32, i + 1 == chunks.len(), &mut buffer).unwrap();
             assert_eq!(buffer, chunks[i]);
         }
     }
@@ -554,16 +515,12 @@ mod tests {
         let mut short = vec![0u8; CHUNK_BYTES - 1];
         assert_eq!(
             cipher.seal_chunk(0, false, &mut short),
-            Err(ChunkError::InvalidLength {
-                len: CHUNK_BYTES - 1
-            })
+            Err(ChunkError::InvalidLength { len: CHUNK_BYTES - 1 })
         );
         let mut long = vec![0u8; CHUNK_BYTES + 1];
         assert_eq!(
             cipher.seal_chunk(0, true, &mut long),
-            Err(ChunkError::InvalidLength {
-                len: CHUNK_BYTES + 1
-            })
+            Err(ChunkError::InvalidLength { len: CHUNK_BYTES + 1 })
         );
         assert_eq!(
             cipher.seal_chunk(1, true, &mut Vec::new()),
@@ -573,20 +530,14 @@ mod tests {
         cipher.seal_chunk(4, true, &mut sealed).unwrap();
         for (index, is_last) in [(3, true), (5, true), (4, false)] {
             let mut copy = sealed.clone();
-            assert_eq!(
-                cipher.open_chunk(index, is_last, &mut copy),
-                Err(ChunkError::Decryption)
-            );
+            assert_eq!(cipher.open_chunk(index, is_last, &mut copy), Err(ChunkError::Decryption));
             assert!(copy.is_empty(), "a failed open leaves no bytes behind");
         }
         let mut copy = sealed.clone();
         cipher.open_chunk(4, true, &mut copy).unwrap();
         assert_eq!(copy, vec![9u8; 100]);
         let mut tiny = vec![0u8; aead::TAG_BYTES - 1];
-        assert_eq!(
-            cipher.open_chunk(0, true, &mut tiny),
-            Err(ChunkError::Decryption)
-        );
+        assert_eq!(cipher.open_chunk(0, true, &mut tiny), Err(ChunkError::Decryption));
     }
 
     #[test]
@@ -605,10 +556,7 @@ mod tests {
             ciphertext.len() - 1,
         ] {
             assert!(
-                matches!(
-                    decrypt_vec(&key, &ciphertext[..len]),
-                    Err(FileError::Decryption)
-                ),
+                matches!(decrypt_vec(&key, &ciphertext[..len]), Err(FileError::Decryption)),
                 "truncation to {len} bytes went unnoticed"
             );
         }
@@ -677,14 +625,9 @@ mod tests {
         let (ciphertext, _) = encrypt_vec(&key, &plaintext(2 * CHUNK_BYTES));
         // An empty chunk sealed as last after the real last chunk.
         let mut empty_last = Vec::new();
-        ChunkCipher::new(&key)
-            .seal_chunk(0, true, &mut empty_last)
-            .unwrap();
+        ChunkCipher::new(&key).seal_chunk(0, true, &mut empty_last).unwrap();
         let extended = [&ciphertext[..], &empty_last[..]].concat();
-        assert!(matches!(
-            decrypt_vec(&key, &extended),
-            Err(FileError::Decryption)
-        ));
+        assert!(matches!(decrypt_vec(&key, &extended), Err(FileError::Decryption)));
     }
 
     #[test]
@@ -714,10 +657,7 @@ mod tests {
     #[test]
     fn decrypt_with_wrong_key_fails() {
         let (ciphertext, _) = encrypt_vec(&key(10), &plaintext(1000));
-        assert!(matches!(
-            decrypt_vec(&key(11), &ciphertext),
-            Err(FileError::Decryption)
-        ));
+        assert!(matches!(decrypt_vec(&key(11), &ciphertext), Err(FileError::Decryption)));
     }
 
     #[test]
@@ -733,26 +673,15 @@ mod tests {
         assert_eq!(ChunkCipher::chunk_count(0), Some(1));
         assert_eq!(ChunkCipher::chunk_count(CHUNK_BYTES as u64), Some(1));
         assert_eq!(ChunkCipher::chunk_count(CHUNK_BYTES as u64 + 1), Some(2));
-        assert_eq!(
-            ChunkCipher::chunk_count(MAX_FILE_BYTES),
-            Some(MAX_FILE_CHUNKS)
-        );
+        assert_eq!(ChunkCipher::chunk_count(MAX_FILE_BYTES), Some(MAX_FILE_CHUNKS));
         assert_eq!(ChunkCipher::chunk_count(MAX_FILE_BYTES + 1), None);
         assert_eq!(ChunkCipher::encrypted_len(MAX_FILE_BYTES + 1), None);
         let max_encrypted = ChunkCipher::encrypted_len(MAX_FILE_BYTES).unwrap();
-        assert_eq!(
-            ChunkCipher::plaintext_len(max_encrypted),
-            Some(MAX_FILE_BYTES)
-        );
+        assert_eq!(ChunkCipher::plaintext_len(max_encrypted), Some(MAX_FILE_BYTES));
         assert_eq!(ChunkCipher::plaintext_len(max_encrypted + 17), None);
         // Lengths no encryption produces: shorter than a tag, or a short
         // last chunk with no plaintext.
-        for len in [
-            0,
-            15,
-            ENCRYPTED_CHUNK_BYTES as u64 + 16,
-            ENCRYPTED_CHUNK_BYTES as u64 + 5,
-        ] {
+        for len in [0, 15, ENCRYPTED_CHUNK_BYTES as u64 + 16, ENCRYPTED_CHUNK_BYTES as u64 + 5] {
             assert_eq!(ChunkCipher::plaintext_len(len), None, "{len}");
         }
         assert_eq!(ChunkCipher::plaintext_len(16), Some(0));
@@ -791,11 +720,7 @@ mod tests {
     }
 
     fn generator(len: u64, max_read: usize) -> Generator {
-        Generator {
-            remaining: len,
-            state: 0x9e37_79b9_7f4a_7c15,
-            max_read,
-        }
+        Generator { remaining: len, state: 0x9e37_79b9_7f4a_7c15, max_read }
     }
 
     /// Hashes what is written, keeping nothing.
@@ -838,9 +763,7 @@ mod tests {
                 let len = read_full(&mut self.source, &mut self.chunk)?;
                 self.chunk.truncate(len);
                 self.done = self.source.remaining == 0;
-                self.cipher
-                    .seal_chunk(self.index, self.done, &mut self.chunk)
-                    .unwrap();
+                self.cipher.seal_chunk(self.index, self.done, &mut self.chunk).unwrap();
                 self.index += 1;
                 self.position = 0;
             }
@@ -906,14 +829,8 @@ mod tests {
                 Err(io::Error::other("disk gone"))
             }
         }
-        assert!(matches!(
-            encrypt(&key(15), Failing, io::sink()),
-            Err(FileError::Io(_))
-        ));
-        assert!(matches!(
-            decrypt(&key(15), Failing, io::sink()),
-            Err(FileError::Io(_))
-        ));
+        assert!(matches!(encrypt(&key(15), Failing, io::sink()), Err(FileError::Io(_))));
+        assert!(matches!(decrypt(&key(15), Failing, io::sink()), Err(FileError::Io(_))));
     }
 
     proptest! {

@@ -123,12 +123,8 @@ impl SessionKeys {
 impl ConstantTimeEq for SessionKeys {
     fn ct_eq(&self, other: &Self) -> subtle::Choice {
         self.root_key.ct_eq(&*other.root_key)
-            & self
-                .initiator_header_key
-                .ct_eq(&*other.initiator_header_key)
-            & self
-                .responder_header_key
-                .ct_eq(&*other.responder_header_key)
+            & self.initiator_header_key.ct_eq(&*other.initiator_header_key)
+            & self.responder_header_key.ct_eq(&*other.responder_header_key)
             & self.associated_data.ct_eq(&other.associated_data)
     }
 }
@@ -222,8 +218,7 @@ impl Initiation {
             None => w.u8(0),
             Some(id) => w.u8(1).u32(id.get()),
         };
-        w.u32(self.kem_prekey_id.get())
-            .fixed(self.kem_ciphertext.as_bytes());
+        w.u32(self.kem_prekey_id.get()).fixed(self.kem_ciphertext.as_bytes());
         w.into_bytes()
     }
 }
@@ -251,10 +246,7 @@ impl UnverifiedInitiation {
     /// [`DecodeError`] for a malformed initiation or an unknown suite.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         if bytes.len() > MAX_INITIATION_BYTES {
-            return Err(DecodeError::TooLarge {
-                len: bytes.len(),
-                max: MAX_INITIATION_BYTES,
-            });
+            return Err(DecodeError::TooLarge { len: bytes.len(), max: MAX_INITIATION_BYTES });
         }
         let mut r = Reader::new(bytes);
         CipherSuite::from_byte(r.u8()?)?;
@@ -263,11 +255,8 @@ impl UnverifiedInitiation {
         let recipient_device = DeviceId::from_bytes(r.array()?);
         let ephemeral_key = agreement::PublicKey::from_bytes(r.array()?);
         let signed_prekey_id = PreKeyId::new(r.u32()?);
-        let one_time_prekey_id = if read_presence(&mut r)? {
-            Some(PreKeyId::new(r.u32()?))
-        } else {
-            None
-        };
+        let one_time_prekey_id =
+            if read_presence(&mut r)? { Some(PreKeyId::new(r.u32()?)) } else { None };
         let kem_prekey_id = PreKeyId::new(r.u32()?);
         let kem_ciphertext = kem::Ciphertext::from_bytes(&r.array()?);
         r.finish()?;
@@ -504,9 +493,7 @@ pub fn initiate(
         responder_device: their.device(),
         ephemeral_key: ephemeral.public(),
         signed_prekey: (signed_prekey.id(), signed_prekey.key()),
-        one_time_prekey: their
-            .one_time_prekey()
-            .map(|prekey| (prekey.id(), prekey.key())),
+        one_time_prekey: their.one_time_prekey().map(|prekey| (prekey.id(), prekey.key())),
         kem_prekey: (kem_prekey.id(), kem_prekey.kind(), kem_prekey.key()),
         kem_ciphertext: &kem_ciphertext,
     }
@@ -562,10 +549,7 @@ pub fn respond(
     if initiation.recipient_device != our_device.id() {
         return Err(HandshakeError::WrongRecipient);
     }
-    let their_identity = initiation
-        .initiator
-        .verify()
-        .map_err(HandshakeError::InvalidIdentity)?;
+    let their_identity = initiation.initiator.verify().map_err(HandshakeError::InvalidIdentity)?;
     let their_device = initiation
         .initiator_device
         .verify(their_identity.signing_key())
@@ -574,28 +558,21 @@ pub fn respond(
         return Err(HandshakeError::ChangedIdentity);
     }
 
-    let signed_prekey = prekeys
-        .find_signed(initiation.signed_prekey_id)
-        .ok_or(HandshakeError::UnknownPreKey)?;
+    let signed_prekey =
+        prekeys.find_signed(initiation.signed_prekey_id).ok_or(HandshakeError::UnknownPreKey)?;
     let one_time_prekey = initiation
         .one_time_prekey_id
-        .map(|id| {
-            prekeys
-                .find_one_time(id)
-                .ok_or(HandshakeError::UnknownPreKey)
-        })
+        .map(|id| prekeys.find_one_time(id).ok_or(HandshakeError::UnknownPreKey))
         .transpose()?;
-    let (kem_prekey, kem_kind) = prekeys
-        .find_kem(initiation.kem_prekey_id)
-        .ok_or(HandshakeError::UnknownPreKey)?;
+    let (kem_prekey, kem_kind) =
+        prekeys.find_kem(initiation.kem_prekey_id).ok_or(HandshakeError::UnknownPreKey)?;
 
     let ephemeral_key = &initiation.ephemeral_key;
     let dh1 = diffie_hellman(signed_prekey.secret(), their_identity.agreement_key())?;
     let dh2 = diffie_hellman(our_identity.agreement().secret(), ephemeral_key)?;
     let dh3 = diffie_hellman(signed_prekey.secret(), ephemeral_key)?;
-    let dh4 = one_time_prekey
-        .map(|prekey| diffie_hellman(prekey.secret(), ephemeral_key))
-        .transpose()?;
+    let dh4 =
+        one_time_prekey.map(|prekey| diffie_hellman(prekey.secret(), ephemeral_key)).transpose()?;
     let kem_secret = kem_prekey.secret().decapsulate(&initiation.kem_ciphertext);
 
     let our_public = our_identity.public();
@@ -625,13 +602,7 @@ pub fn respond(
         initiation.one_time_prekey_id,
         (kem_kind == KemPreKeyKind::OneTime).then_some(initiation.kem_prekey_id),
     );
-    Ok(Responded {
-        keys,
-        our_ratchet_key,
-        their_identity,
-        their_device,
-        prekey_use,
-    })
+    Ok(Responded { keys, our_ratchet_key, their_identity, their_device, prekey_use })
 }
 
 /// Why a handshake failed. Nothing was changed.
@@ -687,11 +658,7 @@ mod tests {
         let device = Device::new(&identity, NOW, rng);
         let mut prekeys = PreKeys::new(&device, NOW, rng);
         prekeys.generate_one_time_prekeys(&device, 2, rng).unwrap();
-        Party {
-            identity,
-            device,
-            prekeys,
-        }
+        Party { identity, device, prekeys }
     }
 
     fn full_bundle(party: &Party) -> PreKeyBundle {
@@ -701,10 +668,7 @@ mod tests {
             .unwrap()
             .take_bundle()
             .to_bytes();
-        UnverifiedPreKeyBundle::from_bytes(&bytes)
-            .unwrap()
-            .verify(None)
-            .unwrap()
+        UnverifiedPreKeyBundle::from_bytes(&bytes).unwrap().verify(None).unwrap()
     }
 
     fn same(a: &SessionKeys, b: &SessionKeys) -> bool {
@@ -723,10 +687,7 @@ mod tests {
         let responded =
             respond(&bob.identity, &bob.device, &bob.prekeys, initiation, None).unwrap();
         assert!(same(&initiated.keys, &responded.keys));
-        assert_eq!(
-            &initiated.their_ratchet_key,
-            responded.our_ratchet_key.public()
-        );
+        assert_eq!(&initiated.their_ratchet_key, responded.our_ratchet_key.public());
         assert_eq!(&initiated.their_ratchet_key, bundle.signed_prekey().key());
         assert_eq!(responded.their_identity, alice.identity.public());
         assert_eq!(&responded.their_device, alice.device.certificate());
@@ -807,10 +768,7 @@ mod tests {
         transcript.extend_from_slice(&init.kem_prekey_id.get().to_be_bytes());
         transcript.extend_from_slice(pqpk.public().as_bytes());
         transcript.extend_from_slice(init.kem_ciphertext.as_bytes());
-        assert_eq!(
-            transcript.len(),
-            b"xchat/v1/handshake/transcript".len() + MAX_TRANSCRIPT_BYTES
-        );
+        assert_eq!(transcript.len(), b"xchat/v1/handshake/transcript".len() + MAX_TRANSCRIPT_BYTES);
         let transcript_hash = kdf::sha256(&[&transcript]);
 
         let mut ikm = vec![0xFF; 32];

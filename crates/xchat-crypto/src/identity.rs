@@ -59,11 +59,7 @@ impl ExtendedPrivateKey {
             .map_err(|_| IdentityError::Path)?;
         let mut key = Self(self.0.clone());
         for child in path.iter() {
-            key = Self(
-                key.0
-                    .derive_child(child)
-                    .map_err(|_| IdentityError::Derivation)?,
-            );
+            key = Self(key.0.derive_child(child).map_err(|_| IdentityError::Derivation)?);
         }
         Ok(key)
     }
@@ -94,9 +90,7 @@ impl ExtendedPrivateKey {
     /// [`IdentityError::ExtendedKey`] for a key that is not a valid xprv.
     pub fn from_xprv(xprv: &str) -> Result<Self, IdentityError> {
         let key = parse_extended_key(xprv, bip32::Prefix::XPRV)?;
-        bip32::ExtendedPrivateKey::try_from(key)
-            .map(Self)
-            .map_err(|_| IdentityError::ExtendedKey)
+        bip32::ExtendedPrivateKey::try_from(key).map(Self).map_err(|_| IdentityError::ExtendedKey)
     }
 }
 
@@ -112,9 +106,7 @@ impl ExtendedPublicKey {
     /// (an `xprv` included: this never derives a public key from a private one).
     pub fn from_xpub(xpub: &str) -> Result<Self, IdentityError> {
         let key = parse_extended_key(xpub, bip32::Prefix::XPUB)?;
-        bip32::ExtendedPublicKey::try_from(key)
-            .map(Self)
-            .map_err(|_| IdentityError::ExtendedKey)
+        bip32::ExtendedPublicKey::try_from(key).map(Self).map_err(|_| IdentityError::ExtendedKey)
     }
 
     /// The `xpub…` serialization (BIP32 "Serialization format").
@@ -125,11 +117,7 @@ impl ExtendedPublicKey {
 
 impl std::fmt::Debug for ExtendedPublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "ExtendedPublicKey({})",
-            crate::fingerprint(self.to_xpub().as_bytes())
-        )
+        write!(f, "ExtendedPublicKey({})", crate::fingerprint(self.to_xpub().as_bytes()))
     }
 }
 
@@ -185,11 +173,8 @@ impl Identity {
         let signing = SigningKey::from_bytes(&master.derive(SIGNING_PATH)?.secret_bytes())
             .map_err(|_| IdentityError::Derivation)?;
         let agreement_input = master.derive(AGREEMENT_PATH)?.secret_bytes();
-        let agreement_secret = kdf::derive_key(
-            &[],
-            agreement_input.as_ref(),
-            &[kdf::IDENTITY_AGREEMENT_INFO],
-        );
+        let agreement_secret =
+            kdf::derive_key(&[], agreement_input.as_ref(), &[kdf::IDENTITY_AGREEMENT_INFO]);
         let agreement =
             agreement::KeyPair::from_secret(agreement::SecretKey::from_bytes(&agreement_secret));
         // BIP340 with zero auxiliary randomness is still a secure, deterministic
@@ -203,12 +188,7 @@ impl Identity {
         let agreement_signature = signing.sign_with_aux(&signed, &[0u8; 32]);
         let backup_input = master.derive(BACKUP_PATH)?.secret_bytes();
         let backup_key = kdf::derive_key(&[], backup_input.as_ref(), &[kdf::IDENTITY_BACKUP_INFO]);
-        Ok(Self {
-            signing,
-            agreement,
-            agreement_signature,
-            backup_key,
-        })
+        Ok(Self { signing, agreement, agreement_signature, backup_key })
     }
 
     /// The key that encrypts this identity's backups: derived from the
@@ -252,12 +232,7 @@ impl Identity {
             SigningKey::from_bytes(&signing_secret).map_err(|_| IdentityError::InvalidKey)?;
         let agreement =
             agreement::KeyPair::from_secret(agreement::SecretKey::from_bytes(&agreement_secret));
-        let identity = Self {
-            signing,
-            agreement,
-            agreement_signature,
-            backup_key,
-        };
+        let identity = Self { signing, agreement, agreement_signature, backup_key };
         UnverifiedPublicIdentity::from_bytes(&identity.public().to_bytes())
             .map_err(IdentityError::Record)?
             .verify()?;
@@ -355,11 +330,7 @@ impl PublicIdentity {
 
 impl std::fmt::Debug for PublicIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "PublicIdentity({})",
-            crate::fingerprint(&self.signing.to_bytes())
-        )
+        write!(f, "PublicIdentity({})", crate::fingerprint(&self.signing.to_bytes()))
     }
 }
 
@@ -400,11 +371,7 @@ impl UnverifiedPublicIdentity {
                 &agreement_signature,
             )
             .map_err(|signature::SignatureError| IdentityError::InvalidCertificate)?;
-        Ok(PublicIdentity {
-            signing,
-            agreement,
-            agreement_signature,
-        })
+        Ok(PublicIdentity { signing, agreement, agreement_signature })
     }
 }
 
@@ -461,10 +428,7 @@ mod tests {
     fn public_identity_round_trips_and_verifies() {
         let identity = Identity::from_seed(&seed(4)).unwrap();
         let bytes = identity.public().to_bytes();
-        let decoded = UnverifiedPublicIdentity::from_bytes(&bytes)
-            .unwrap()
-            .verify()
-            .unwrap();
+        let decoded = UnverifiedPublicIdentity::from_bytes(&bytes).unwrap().verify().unwrap();
         assert_eq!(decoded, identity.public());
     }
 
@@ -477,10 +441,7 @@ mod tests {
         assert_eq!(restored.backup_key(), identity.backup_key());
         let mut tampered = record.to_vec();
         tampered[40] ^= 1;
-        assert_eq!(
-            Identity::from_record(&tampered).err(),
-            Some(IdentityError::InvalidCertificate)
-        );
+        assert_eq!(Identity::from_record(&tampered).err(), Some(IdentityError::InvalidCertificate));
         assert!(matches!(
             Identity::from_record(&record[..record.len() - 1]),
             Err(IdentityError::Record(DecodeError::Truncated))
@@ -489,28 +450,13 @@ mod tests {
 
     #[test]
     fn extended_keys_round_trip_and_an_xprv_is_not_an_xpub() {
-        let key = ExtendedPrivateKey::master(&seed(7))
-            .unwrap()
-            .derive(SIGNING_PATH)
-            .unwrap();
+        let key = ExtendedPrivateKey::master(&seed(7)).unwrap().derive(SIGNING_PATH).unwrap();
         let xprv = key.to_xprv();
         let xpub = key.to_xpub();
-        assert_eq!(
-            *ExtendedPrivateKey::from_xprv(&xprv).unwrap().to_xprv(),
-            *xprv
-        );
-        assert_eq!(
-            ExtendedPublicKey::from_xpub(&xpub).unwrap(),
-            key.public_key()
-        );
-        assert_eq!(
-            ExtendedPublicKey::from_xpub(&xprv).unwrap_err(),
-            IdentityError::ExtendedKey
-        );
-        assert_eq!(
-            ExtendedPrivateKey::from_xprv(&xpub).unwrap_err(),
-            IdentityError::ExtendedKey
-        );
+        assert_eq!(*ExtendedPrivateKey::from_xprv(&xprv).unwrap().to_xprv(), *xprv);
+        assert_eq!(ExtendedPublicKey::from_xpub(&xpub).unwrap(), key.public_key());
+        assert_eq!(ExtendedPublicKey::from_xpub(&xprv).unwrap_err(), IdentityError::ExtendedKey);
+        assert_eq!(ExtendedPrivateKey::from_xprv(&xpub).unwrap_err(), IdentityError::ExtendedKey);
     }
 
     #[test]
@@ -520,9 +466,7 @@ mod tests {
         let mut bytes = a.public().to_bytes();
         bytes[33..65].copy_from_slice(b.public().agreement_key().as_bytes());
         assert_eq!(
-            UnverifiedPublicIdentity::from_bytes(&bytes)
-                .unwrap()
-                .verify(),
+            UnverifiedPublicIdentity::from_bytes(&bytes).unwrap().verify(),
             Err(IdentityError::InvalidCertificate)
         );
     }

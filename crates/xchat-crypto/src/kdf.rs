@@ -98,9 +98,7 @@ pub fn hkdf_sha256(
         }
     }
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(ikm);
-    let okm = prk
-        .expand(info, Len(out.len()))
-        .map_err(|_| KdfError::OutputTooLong)?;
+    let okm = prk.expand(info, Len(out.len())).map_err(|_| KdfError::OutputTooLong)?;
     okm.fill(out).map_err(|_| KdfError::OutputTooLong)
 }
 

@@ -49,10 +49,7 @@ impl PublicKey {
         let (ciphertext, shared) = mlkem768::encapsulate(&key, *randomness);
         let mut secret = Box::new([0u8; SHARED_SECRET_BYTES]);
         secret.copy_from_slice(shared.as_ref());
-        (
-            Ciphertext(Box::new(*ciphertext.as_slice())),
-            SharedSecret(secret),
-        )
+        (Ciphertext(Box::new(*ciphertext.as_slice())), SharedSecret(secret))
     }
 }
 
@@ -154,11 +151,7 @@ impl Ciphertext {
 
 impl std::fmt::Debug for Ciphertext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "kem::Ciphertext({})",
-            crate::fingerprint(self.0.as_ref())
-        )
+        write!(f, "kem::Ciphertext({})", crate::fingerprint(self.0.as_ref()))
     }
 }
 
@@ -221,9 +214,6 @@ mod tests {
         // 12-bit coefficients: 0xfff is above q = 3329.
         bytes[0] = 0xff;
         bytes[1] |= 0x0f;
-        assert_eq!(
-            PublicKey::from_bytes(&bytes),
-            Err(KemError::InvalidPublicKey)
-        );
+        assert_eq!(PublicKey::from_bytes(&bytes), Err(KemError::InvalidPublicKey));
     }
 }

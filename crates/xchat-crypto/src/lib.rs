@@ -42,8 +42,5 @@ pub use encoding::DecodeError;
 /// the first 8 hex digits of their BLAKE3 hash.
 pub fn fingerprint(bytes: &[u8]) -> String {
     let hash = blake3::hash(bytes);
-    hash.as_bytes()[..4]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hash.as_bytes()[..4].iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -99,10 +99,8 @@ pub fn pad(plaintext: &[u8]) -> Result<Zeroizing<Vec<u8>>, PadError> {
 /// # Errors
 /// [`PadError::TooLarge`] above [`MAX_PLAINTEXT_BYTES`]; `out` is unchanged.
 pub fn pad_into(plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), PadError> {
-    let padded = padded_len(plaintext.len()).ok_or(PadError::TooLarge {
-        len: plaintext.len(),
-        max: MAX_PLAINTEXT_BYTES,
-    })?;
+    let padded = padded_len(plaintext.len())
+        .ok_or(PadError::TooLarge { len: plaintext.len(), max: MAX_PLAINTEXT_BYTES })?;
     out.reserve_exact(padded);
     out.extend_from_slice(plaintext);
     out.push(MARKER);
@@ -215,10 +213,7 @@ mod tests {
         while len <= MAX_PLAINTEXT_BYTES {
             let padded = padded_len(len).unwrap();
             assert!(padded > len);
-            assert!(
-                (padded - len - 1) * 100 < (len + 1) * 12,
-                "{len} -> {padded}"
-            );
+            assert!((padded - len - 1) * 100 < (len + 1) * 12, "{len} -> {padded}");
             assert!(is_padded_len(padded));
             len += 997;
         }
@@ -227,11 +222,7 @@ mod tests {
     #[test]
     fn every_bucket_is_a_multiple_of_256_bytes() {
         for len in (0..=MAX_PLAINTEXT_BYTES).step_by(61) {
-            assert_eq!(
-                padded_len(len).unwrap() % 256,
-                0,
-                "plaintext of {len} bytes"
-            );
+            assert_eq!(padded_len(len).unwrap() % 256, 0, "plaintext of {len} bytes");
         }
     }
 
@@ -249,10 +240,7 @@ mod tests {
         let big = vec![0u8; MAX_PLAINTEXT_BYTES + 1];
         assert_eq!(
             pad(&big).unwrap_err(),
-            PadError::TooLarge {
-                len: MAX_PLAINTEXT_BYTES + 1,
-                max: MAX_PLAINTEXT_BYTES
-            }
+            PadError::TooLarge { len: MAX_PLAINTEXT_BYTES + 1, max: MAX_PLAINTEXT_BYTES }
         );
         let mut out = vec![1, 2, 3];
         assert!(pad_into(&big, &mut out).is_err());
@@ -261,14 +249,7 @@ mod tests {
 
     #[test]
     fn unpad_recovers_plaintexts_ending_in_marker_and_zero_bytes() {
-        for plaintext in [
-            &b""[..],
-            b"\x00",
-            b"\x80",
-            b"a\x80\x00",
-            &[0x80; 255],
-            &[0; 300],
-        ] {
+        for plaintext in [&b""[..], b"\x00", b"\x80", b"a\x80\x00", &[0x80; 255], &[0; 300]] {
             let padded = pad(plaintext).unwrap();
             assert_eq!(unpad(&padded).unwrap(), plaintext);
         }

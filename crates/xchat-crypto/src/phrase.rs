@@ -36,9 +36,7 @@ impl RecoveryPhrase {
 
     /// The phrase of 32 bytes of entropy.
     pub fn from_entropy(entropy: &[u8; ENTROPY_BYTES]) -> Self {
-        Self {
-            entropy: Box::new(*entropy),
-        }
+        Self { entropy: Box::new(*entropy) }
     }
 
     /// Parses a phrase typed by a user: 24 English words separated by any
@@ -52,18 +50,13 @@ impl RecoveryPhrase {
         // Counting first allocates nothing, whatever the input's size.
         let count = phrase.split_whitespace().count();
         if count != WORDS {
-            return Err(PhraseError::WordCount {
-                found: count,
-                expected: WORDS,
-            });
+            return Err(PhraseError::WordCount { found: count, expected: WORDS });
         }
         // Built in place in a buffer that never reallocates, so no copy of
         // the phrase is left behind unwiped.
         let mut normalized = Zeroizing::new(String::with_capacity(MAX_NORMALIZED_BYTES));
         for (index, word) in phrase.split_whitespace().enumerate() {
-            let unknown = PhraseError::UnknownWord {
-                position: index + 1,
-            };
+            let unknown = PhraseError::UnknownWord { position: index + 1 };
             if word.len() > MAX_WORD_BYTES || !word.is_ascii() {
                 return Err(unknown);
             }
@@ -79,22 +72,16 @@ impl RecoveryPhrase {
         }
         let mnemonic = bip39::Mnemonic::parse_in_normalized(bip39::Language::English, &normalized)
             .map_err(|error| match error {
-                bip39::Error::UnknownWord(index) => PhraseError::UnknownWord {
-                    position: index + 1,
-                },
+                bip39::Error::UnknownWord(index) => {
+                    PhraseError::UnknownWord { position: index + 1 }
+                }
                 bip39::Error::InvalidChecksum => PhraseError::Checksum,
-                _ => PhraseError::WordCount {
-                    found: count,
-                    expected: WORDS,
-                },
+                _ => PhraseError::WordCount { found: count, expected: WORDS },
             })?;
         let (entropy, len) = mnemonic.to_entropy_array();
         let entropy = Zeroizing::new(entropy);
         if len != ENTROPY_BYTES {
-            return Err(PhraseError::WordCount {
-                found: count,
-                expected: WORDS,
-            });
+            return Err(PhraseError::WordCount { found: count, expected: WORDS });
         }
         let mut out = Box::new([0u8; ENTROPY_BYTES]);
         out.copy_from_slice(&entropy[..ENTROPY_BYTES]);
@@ -214,10 +201,7 @@ mod tests {
             assert_eq!(words.split(' ').count(), WORDS);
             let parsed = RecoveryPhrase::parse(&words).unwrap();
             assert_eq!(*parsed.entropy(), *phrase.entropy());
-            assert_eq!(
-                parsed.to_seed("pass").as_bytes(),
-                phrase.to_seed("pass").as_bytes()
-            );
+            assert_eq!(parsed.to_seed("pass").as_bytes(), phrase.to_seed("pass").as_bytes());
         }
     }
 
@@ -257,20 +241,14 @@ mod tests {
     fn wrong_checksum_is_refused() {
         let mut words = zero_phrase_words();
         words[WORDS - 1] = "abandon";
-        assert_eq!(
-            RecoveryPhrase::parse(&words.join(" ")).unwrap_err(),
-            PhraseError::Checksum
-        );
+        assert_eq!(RecoveryPhrase::parse(&words.join(" ")).unwrap_err(), PhraseError::Checksum);
         // Two words swapped.
         let phrase = RecoveryPhrase::generate(&mut ChaCha20Rng::seed_from_u64(2));
         let words = phrase.to_words();
         let mut words: Vec<&str> = words.split(' ').collect();
         let other = (1..WORDS).find(|&i| words[i] != words[0]).unwrap();
         words.swap(0, other);
-        assert_eq!(
-            RecoveryPhrase::parse(&words.join(" ")).unwrap_err(),
-            PhraseError::Checksum
-        );
+        assert_eq!(RecoveryPhrase::parse(&words.join(" ")).unwrap_err(), PhraseError::Checksum);
     }
 
     #[test]
@@ -279,19 +257,13 @@ mod tests {
         for found in [0, 1, 12, 18, 23] {
             assert_eq!(
                 RecoveryPhrase::parse(&words[..found].join(" ")).unwrap_err(),
-                PhraseError::WordCount {
-                    found,
-                    expected: WORDS
-                }
+                PhraseError::WordCount { found, expected: WORDS }
             );
         }
         let longer = format!("{} abandon", words.join(" "));
         assert_eq!(
             RecoveryPhrase::parse(&longer).unwrap_err(),
-            PhraseError::WordCount {
-                found: WORDS + 1,
-                expected: WORDS
-            }
+            PhraseError::WordCount { found: WORDS + 1, expected: WORDS }
         );
     }
 
@@ -302,11 +274,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, w)| {
-                let w = if i % 2 == 0 {
-                    w.to_ascii_uppercase()
-                } else {
-                    (*w).to_owned()
-                };
+                let w = if i % 2 == 0 { w.to_ascii_uppercase() } else { (*w).to_owned() };
                 let gap = ["  ", "\t", "\n", "\r\n", "\u{3000}"][i % 5];
                 format!("{gap}{w}")
             })
@@ -319,23 +287,14 @@ mod tests {
     #[test]
     fn seed_depends_on_the_passphrase() {
         let phrase = RecoveryPhrase::from_entropy(&[7u8; ENTROPY_BYTES]);
-        assert_ne!(
-            phrase.to_seed("").as_bytes(),
-            phrase.to_seed("correct horse").as_bytes()
-        );
+        assert_ne!(phrase.to_seed("").as_bytes(), phrase.to_seed("correct horse").as_bytes());
         assert_eq!(phrase.to_seed("").as_bytes().len(), SEED_BYTES);
     }
 
     #[test]
     fn seed_outside_bip32_lengths_is_refused() {
-        assert_eq!(
-            Seed::from_bytes(&[0u8; 15]).unwrap_err(),
-            PhraseError::SeedLength { len: 15 }
-        );
-        assert_eq!(
-            Seed::from_bytes(&[0u8; 65]).unwrap_err(),
-            PhraseError::SeedLength { len: 65 }
-        );
+        assert_eq!(Seed::from_bytes(&[0u8; 15]).unwrap_err(), PhraseError::SeedLength { len: 15 });
+        assert_eq!(Seed::from_bytes(&[0u8; 65]).unwrap_err(), PhraseError::SeedLength { len: 65 });
         assert!(Seed::from_bytes(&[0u8; 16]).is_ok());
         assert!(Seed::from_bytes(&[0u8; 64]).is_ok());
     }

@@ -76,9 +76,7 @@ impl SafetyNumber {
         let mut digits = String::with_capacity(DIGITS);
         for hash in [&first, &second] {
             for chunk in hash[..DISPLAY_BYTES].chunks_exact(CHUNK_BYTES) {
-                let value = chunk
-                    .iter()
-                    .fold(0u64, |acc, &byte| (acc << 8) | u64::from(byte));
+                let value = chunk.iter().fold(0u64, |acc, &byte| (acc << 8) | u64::from(byte));
                 digits.push_str(&format!("{:05}", value % 100_000));
             }
         }
@@ -180,10 +178,7 @@ mod tests {
     fn safety_number_changes_when_either_key_changes() {
         let (alice, bob, mallory) = (key(1), key(2), key(3));
         let genuine = SafetyNumber::new(&alice, &bob);
-        for forged in [
-            SafetyNumber::new(&alice, &mallory),
-            SafetyNumber::new(&mallory, &bob),
-        ] {
+        for forged in [SafetyNumber::new(&alice, &mallory), SafetyNumber::new(&mallory, &bob)] {
             assert_ne!(genuine.to_string(), forged.to_string());
             assert!(!genuine.matches(&forged.to_bytes()));
             assert!(!forged.matches(&genuine.to_bytes()));
@@ -195,10 +190,7 @@ mod tests {
             let (a, b) = n.digits().split_at(DIGITS / 2);
             [a.to_owned(), b.to_owned()]
         };
-        let common = halves(&genuine)
-            .into_iter()
-            .filter(|h| halves(&replaced).contains(h))
-            .count();
+        let common = halves(&genuine).into_iter().filter(|h| halves(&replaced).contains(h)).count();
         assert_eq!(common, 1);
     }
 

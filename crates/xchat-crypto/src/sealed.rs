@@ -188,13 +188,8 @@ fn layer1_keys(
     let mut okm = Zeroizing::new([0u8; 2 * kdf::KEY_BYTES]);
     // 64 bytes is far below HKDF-SHA256's 8160-byte limit.
     #[allow(clippy::expect_used)]
-    kdf::hkdf_sha256(
-        &salt,
-        shared.as_bytes(),
-        &[kdf::SEALED_SENDER_LAYER1_INFO],
-        okm.as_mut(),
-    )
-    .expect("64 bytes is a valid HKDF output length");
+    kdf::hkdf_sha256(&salt, shared.as_bytes(), &[kdf::SEALED_SENDER_LAYER1_INFO], okm.as_mut())
+        .expect("64 bytes is a valid HKDF output length");
     let mut chain_key = Zeroizing::new([0u8; kdf::KEY_BYTES]);
     chain_key.copy_from_slice(&okm[..kdf::KEY_BYTES]);
     let mut key = Zeroizing::new([0u8; aead::KEY_BYTES]);
@@ -228,11 +223,7 @@ fn layer2_key(
 /// verify.
 pub fn open(our_device: &Device, envelope: &[u8]) -> Result<Opened, UnsealError> {
     if envelope.len() > MAX_ENVELOPE_BYTES {
-        return Err(DecodeError::TooLarge {
-            len: envelope.len(),
-            max: MAX_ENVELOPE_BYTES,
-        }
-        .into());
+        return Err(DecodeError::TooLarge { len: envelope.len(), max: MAX_ENVELOPE_BYTES }.into());
     }
     if envelope.len() < ENVELOPE_OVERHEAD_BYTES {
         return Err(DecodeError::Truncated.into());
@@ -248,10 +239,7 @@ pub fn open(our_device: &Device, envelope: &[u8]) -> Result<Opened, UnsealError>
     let ephemeral = agreement::PublicKey::from_bytes(header_reader.array()?);
 
     let ours = our_device.agreement();
-    let shared = ours
-        .secret()
-        .diffie_hellman(&ephemeral)
-        .map_err(|_| UnsealError::Decryption)?;
+    let shared = ours.secret().diffie_hellman(&ephemeral).map_err(|_| UnsealError::Decryption)?;
     let (chain_key, key) = layer1_keys(&shared, &ephemeral, ours.public());
     let mut sender = sender_ciphertext.to_vec();
     let sender = key
@@ -263,9 +251,7 @@ pub fn open(our_device: &Device, envelope: &[u8]) -> Result<Opened, UnsealError>
     let identity = PublicIdentity::read(&mut sender_reader).map_err(|_| UnsealError::Decryption)?;
     let certificate = UnverifiedDeviceCertificate::read(&mut sender_reader)
         .map_err(|_| UnsealError::Decryption)?;
-    sender_reader
-        .finish()
-        .map_err(|_| UnsealError::Decryption)?;
+    sender_reader.finish().map_err(|_| UnsealError::Decryption)?;
 
     let shared = ours
         .secret()
@@ -280,14 +266,9 @@ pub fn open(our_device: &Device, envelope: &[u8]) -> Result<Opened, UnsealError>
     payload.truncate(payload_len);
 
     let sender = identity.verify().map_err(UnsealError::InvalidIdentity)?;
-    let sender_device = certificate
-        .verify(sender.signing_key())
-        .map_err(UnsealError::InvalidDeviceCertificate)?;
-    Ok(Opened {
-        sender,
-        sender_device,
-        payload,
-    })
+    let sender_device =
+        certificate.verify(sender.signing_key()).map_err(UnsealError::InvalidDeviceCertificate)?;
+    Ok(Opened { sender, sender_device, payload })
 }
 
 /// An opened envelope: the verified sender and the payload.
@@ -386,14 +367,8 @@ mod tests {
     }
 
     fn seal_from(from: &User, to: &User, payload: &[u8], rng: &mut ChaCha20Rng) -> Vec<u8> {
-        seal(
-            &from.identity.public(),
-            &from.device,
-            to.device.agreement().public(),
-            payload,
-            rng,
-        )
-        .unwrap()
+        seal(&from.identity.public(), &from.device, to.device.agreement().public(), payload, rng)
+            .unwrap()
     }
 
     #[test]
@@ -445,10 +420,7 @@ mod tests {
         let bob_laptop = Device::new(&bob.identity, 5, &mut rng);
         let envelope = seal_from(&alice, &bob, b"for bob's phone", &mut rng);
         for device in [&carol.device, &bob_laptop, &alice.device] {
-            assert_eq!(
-                open(device, &envelope).unwrap_err(),
-                UnsealError::Decryption
-            );
+            assert_eq!(open(device, &envelope).unwrap_err(), UnsealError::Decryption);
         }
     }
 
@@ -477,10 +449,7 @@ mod tests {
         for extra in [&[0u8][..], &[0u8; 16][..]] {
             let mut extended = envelope.clone();
             extended.extend_from_slice(extra);
-            assert_eq!(
-                open(&bob.device, &extended).unwrap_err(),
-                UnsealError::Decryption
-            );
+            assert_eq!(open(&bob.device, &extended).unwrap_err(), UnsealError::Decryption);
         }
     }
 
@@ -525,13 +494,7 @@ mod tests {
             })
         );
         assert_eq!(
-            seal(
-                &alice.identity.public(),
-                &bob.device,
-                recipient,
-                b"x",
-                &mut rng
-            ),
+            seal(&alice.identity.public(), &bob.device, recipient, b"x", &mut rng),
             Err(SealError::ForeignDevice)
         );
         assert_eq!(
@@ -557,14 +520,8 @@ mod tests {
     ) -> Vec<u8> {
         let recipient = to.device.agreement().public();
         let (mut envelope, chain_key) = seal_layer1(sender, recipient, payload.len(), rng).unwrap();
-        seal_layer2(
-            &mut envelope,
-            &chain_key,
-            signer.agreement().secret(),
-            recipient,
-            payload,
-        )
-        .unwrap();
+        seal_layer2(&mut envelope, &chain_key, signer.agreement().secret(), recipient, payload)
+            .unwrap();
         envelope
     }
 
@@ -618,10 +575,7 @@ mod tests {
         // with her own device key.
         let claim = sender_bytes(&alice.identity.public(), alice.device.certificate());
         let envelope = forge(&claim, &mallory.device, &bob, b"it's alice", &mut rng);
-        assert_eq!(
-            open(&bob.device, &envelope).unwrap_err(),
-            UnsealError::Decryption
-        );
+        assert_eq!(open(&bob.device, &envelope).unwrap_err(), UnsealError::Decryption);
     }
 
     #[test]
@@ -637,10 +591,7 @@ mod tests {
             seal_layer1(&claim, bob.device.agreement().public(), 0, &mut rng).unwrap();
         swapped.extend_from_slice(&genuine[PREFIX_BYTES..]);
         assert_eq!(swapped.len(), genuine.len());
-        assert_eq!(
-            open(&bob.device, &swapped).unwrap_err(),
-            UnsealError::Decryption
-        );
+        assert_eq!(open(&bob.device, &swapped).unwrap_err(), UnsealError::Decryption);
         // Certificates are public: anybody can re-encrypt a layer 1 naming
         // Alice under a new E. Alice's layer 2 is bound to her E and does not
         // follow.
@@ -648,18 +599,12 @@ mod tests {
         let (mut rewrapped, _) =
             seal_layer1(&claim, bob.device.agreement().public(), 0, &mut rng).unwrap();
         rewrapped.extend_from_slice(&genuine[PREFIX_BYTES..]);
-        assert_eq!(
-            open(&bob.device, &rewrapped).unwrap_err(),
-            UnsealError::Decryption
-        );
+        assert_eq!(open(&bob.device, &rewrapped).unwrap_err(), UnsealError::Decryption);
         // Nor does Alice's layer 1 with another envelope's layer 2.
         let other = seal_from(&alice, &bob, b"from alice", &mut rng);
         let mut spliced = genuine[..PREFIX_BYTES].to_vec();
         spliced.extend_from_slice(&other[PREFIX_BYTES..]);
-        assert_eq!(
-            open(&bob.device, &spliced).unwrap_err(),
-            UnsealError::Decryption
-        );
+        assert_eq!(open(&bob.device, &spliced).unwrap_err(), UnsealError::Decryption);
     }
 
     #[test]

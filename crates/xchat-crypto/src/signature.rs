@@ -38,9 +38,7 @@ impl SigningKey {
     /// [`KeyError::InvalidSecretKey`] when the scalar is zero or not below the
     /// group order.
     pub fn from_bytes(bytes: &[u8; SECRET_KEY_BYTES]) -> Result<Self, KeyError> {
-        Keypair::from_secret_bytes(*bytes)
-            .map(Self)
-            .map_err(|_| KeyError::InvalidSecretKey)
+        Keypair::from_secret_bytes(*bytes).map(Self).map_err(|_| KeyError::InvalidSecretKey)
     }
 
     /// The scalar, for a record. Wiped when dropped.
@@ -94,9 +92,7 @@ impl VerifyingKey {
     /// [`KeyError::InvalidPublicKey`] when the bytes are not the x-coordinate
     /// of a point on the curve.
     pub fn from_bytes(bytes: &[u8; PUBLIC_KEY_BYTES]) -> Result<Self, KeyError> {
-        XOnlyPublicKey::from_byte_array(*bytes)
-            .map(Self)
-            .map_err(|_| KeyError::InvalidPublicKey)
+        XOnlyPublicKey::from_byte_array(*bytes).map(Self).map_err(|_| KeyError::InvalidPublicKey)
     }
 
     /// The key's 32 bytes.
@@ -132,11 +128,7 @@ impl VerifyingKey {
 
 impl std::fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "signature::VerifyingKey({})",
-            crate::fingerprint(&self.to_bytes())
-        )
+        write!(f, "signature::VerifyingKey({})", crate::fingerprint(&self.to_bytes()))
     }
 }
 
@@ -201,14 +193,8 @@ mod tests {
         let five = hex::decode("EEFDEA4CDB677750A420FEE807EACF21EB9898AE79B9768766E4FAA04A2D4A34")
             .map(|v| <[u8; 32]>::try_from(v).unwrap())
             .unwrap();
-        assert_eq!(
-            VerifyingKey::from_bytes(&five),
-            Err(KeyError::InvalidPublicKey)
-        );
-        assert_eq!(
-            VerifyingKey::from_bytes(&[0xff; 32]),
-            Err(KeyError::InvalidPublicKey)
-        );
+        assert_eq!(VerifyingKey::from_bytes(&five), Err(KeyError::InvalidPublicKey));
+        assert_eq!(VerifyingKey::from_bytes(&[0xff; 32]), Err(KeyError::InvalidPublicKey));
         assert!(SigningKey::from_bytes(&[0u8; 32]).is_err());
         assert!(SigningKey::from_bytes(&[0xff; 32]).is_err());
     }

@@ -41,21 +41,14 @@ impl Party {
         let device = Device::new(&identity, NOW, rng);
         let mut prekeys = PreKeys::new(&device, NOW, rng);
         prekeys.generate_one_time_prekeys(&device, 3, rng).unwrap();
-        Self {
-            identity,
-            device,
-            prekeys,
-        }
+        Self { identity, device, prekeys }
     }
 
     /// A bundle as an initiator gets it (through bytes, verified), with the
     /// device's next one-time prekeys of the kinds asked for.
     fn bundle(&self, one_time: bool, kem_one_time: bool) -> PreKeyBundle {
-        let next = self
-            .prekeys
-            .publication(&self.identity.public(), &self.device)
-            .unwrap()
-            .take_bundle();
+        let next =
+            self.prekeys.publication(&self.identity.public(), &self.device).unwrap().take_bundle();
         let bundle = self
             .prekeys
             .bundle(
@@ -110,10 +103,7 @@ fn both_sides_derive_identical_keys_for_every_kind_of_bundle() {
             same(&initiated.keys, &responded.keys),
             "one-time {one_time}, kem one-time {kem_one_time}"
         );
-        assert_eq!(
-            &initiated.their_ratchet_key,
-            responded.our_ratchet_key.public()
-        );
+        assert_eq!(&initiated.their_ratchet_key, responded.our_ratchet_key.public());
         assert_eq!(
             responded.prekey_use.one_time_prekey(),
             bundle.one_time_prekey().map(|prekey| prekey.id())
@@ -123,10 +113,7 @@ fn both_sides_derive_identical_keys_for_every_kind_of_bundle() {
             responded.prekey_use.kem_one_time_prekey(),
             (kem.kind() == KemPreKeyKind::OneTime).then_some(kem.id())
         );
-        assert_eq!(
-            responded.prekey_use.is_reusable_only(),
-            !one_time && !kem_one_time
-        );
+        assert_eq!(responded.prekey_use.is_reusable_only(), !one_time && !kem_one_time);
     }
 }
 
@@ -140,10 +127,7 @@ fn initiation_round_trips_through_bytes() {
     assert_eq!(decoded.ephemeral_key(), initiation.ephemeral_key());
     assert_eq!(decoded.recipient_device(), bob.device.id());
     assert_eq!(decoded.signed_prekey_id(), bundle.signed_prekey().id());
-    assert_eq!(
-        decoded.one_time_prekey_id(),
-        bundle.one_time_prekey().map(|prekey| prekey.id())
-    );
+    assert_eq!(decoded.one_time_prekey_id(), bundle.one_time_prekey().map(|prekey| prekey.id()));
     assert_eq!(decoded.kem_prekey_id(), bundle.kem_prekey().id());
     assert_eq!(initiation.initiator(), &alice.identity.public());
     assert_eq!(initiation.initiator_device(), alice.device.certificate());
@@ -176,10 +160,7 @@ fn truncated_or_extended_initiation_does_not_decode() {
     for bundle in [bob.bundle(true, true), bob.bundle(false, false)] {
         let bytes = start(&alice, &bundle, &mut rng).initiation.to_bytes();
         for cut in 0..bytes.len() {
-            assert!(
-                UnverifiedInitiation::from_bytes(&bytes[..cut]).is_err(),
-                "cut at {cut}"
-            );
+            assert!(UnverifiedInitiation::from_bytes(&bytes[..cut]).is_err(), "cut at {cut}");
         }
         let mut longer = bytes.clone();
         longer.push(0);
@@ -188,10 +169,7 @@ fn truncated_or_extended_initiation_does_not_decode() {
     let oversized = vec![1u8; MAX_INITIATION_BYTES + 1];
     assert_eq!(
         UnverifiedInitiation::from_bytes(&oversized),
-        Err(DecodeError::TooLarge {
-            len: MAX_INITIATION_BYTES + 1,
-            max: MAX_INITIATION_BYTES
-        })
+        Err(DecodeError::TooLarge { len: MAX_INITIATION_BYTES + 1, max: MAX_INITIATION_BYTES })
     );
 }
 
@@ -263,18 +241,13 @@ fn swapped_kem_prekey_id_gives_other_keys_or_an_error() {
 #[test]
 fn respond_refuses_a_replay_after_consume() {
     let (mut rng, alice, mut bob) = setup(8);
-    let bytes = start(&alice, &bob.bundle(true, true), &mut rng)
-        .initiation
-        .to_bytes();
+    let bytes = start(&alice, &bob.bundle(true, true), &mut rng).initiation.to_bytes();
     let responded = bob.respond_to(&bytes).unwrap();
     // Until the first message has decrypted, the initiation can be answered again.
     let again = bob.respond_to(&bytes).unwrap();
     assert!(same(&responded.keys, &again.keys));
     bob.prekeys.consume(responded.prekey_use).unwrap();
-    assert_eq!(
-        bob.respond_to(&bytes).unwrap_err(),
-        HandshakeError::UnknownPreKey
-    );
+    assert_eq!(bob.respond_to(&bytes).unwrap_err(), HandshakeError::UnknownPreKey);
     // A duplicate answered before the consume cannot consume a second time.
     assert!(matches!(
         bob.prekeys.consume(again.prekey_use),
@@ -285,15 +258,10 @@ fn respond_refuses_a_replay_after_consume() {
 #[test]
 fn a_one_time_kem_prekey_alone_still_detects_replay() {
     let (mut rng, alice, mut bob) = setup(9);
-    let bytes = start(&alice, &bob.bundle(false, true), &mut rng)
-        .initiation
-        .to_bytes();
+    let bytes = start(&alice, &bob.bundle(false, true), &mut rng).initiation.to_bytes();
     let responded = bob.respond_to(&bytes).unwrap();
     bob.prekeys.consume(responded.prekey_use).unwrap();
-    assert_eq!(
-        bob.respond_to(&bytes).unwrap_err(),
-        HandshakeError::UnknownPreKey
-    );
+    assert_eq!(bob.respond_to(&bytes).unwrap_err(), HandshakeError::UnknownPreKey);
 }
 
 #[test]
@@ -316,9 +284,7 @@ fn reusable_only_initiations_are_told_apart_by_their_ephemeral_key() {
 fn changed_initiator_identity_is_refused() {
     let (mut rng, alice, bob) = setup(11);
     let mallory = Party::new(3, &mut rng);
-    let bytes = start(&mallory, &bob.bundle(true, true), &mut rng)
-        .initiation
-        .to_bytes();
+    let bytes = start(&mallory, &bob.bundle(true, true), &mut rng).initiation.to_bytes();
     let alice_key = alice.identity.signing_key().verifying_key();
     let result = respond(
         &bob.identity,
@@ -344,15 +310,10 @@ fn changed_initiator_identity_is_refused() {
 fn initiator_device_of_another_identity_is_refused() {
     let (mut rng, alice, bob) = setup(12);
     let mallory = Party::new(3, &mut rng);
-    let mut bytes = start(&alice, &bob.bundle(true, true), &mut rng)
-        .initiation
-        .to_bytes();
+    let mut bytes = start(&alice, &bob.bundle(true, true), &mut rng).initiation.to_bytes();
     // Alice's identity with Mallory's device certificate.
     bytes[1 + 129..RECIPIENT_AT].copy_from_slice(&mallory.device.certificate().to_bytes());
-    assert!(matches!(
-        bob.respond_to(&bytes),
-        Err(HandshakeError::InvalidDeviceCertificate(_))
-    ));
+    assert!(matches!(bob.respond_to(&bytes), Err(HandshakeError::InvalidDeviceCertificate(_))));
 }
 
 #[test]
@@ -360,9 +321,7 @@ fn initiation_for_another_device_is_refused() {
     let (mut rng, alice, bob) = setup(13);
     let bob_laptop = Device::new(&bob.identity, NOW, &mut rng);
     let laptop_prekeys = PreKeys::new(&bob_laptop, NOW, &mut rng);
-    let bytes = start(&alice, &bob.bundle(false, false), &mut rng)
-        .initiation
-        .to_bytes();
+    let bytes = start(&alice, &bob.bundle(false, false), &mut rng).initiation.to_bytes();
     // Both devices have a signed prekey 1: the device id tells them apart.
     let result = respond(
         &bob.identity,
@@ -386,27 +345,20 @@ fn initiation_for_another_device_is_refused() {
 #[test]
 fn unknown_prekey_ids_are_refused() {
     let (mut rng, alice, bob) = setup(14);
-    let bytes = start(&alice, &bob.bundle(true, true), &mut rng)
-        .initiation
-        .to_bytes();
+    let bytes = start(&alice, &bob.bundle(true, true), &mut rng).initiation.to_bytes();
     let signed_at = EPHEMERAL_AT + 32;
     let one_time_at = PRESENCE_AT + 1;
     for at in [signed_at, one_time_at] {
         let mut tampered = bytes.clone();
         tampered[at..at + 4].copy_from_slice(&999u32.to_be_bytes());
-        assert_eq!(
-            bob.respond_to(&tampered).unwrap_err(),
-            HandshakeError::UnknownPreKey
-        );
+        assert_eq!(bob.respond_to(&tampered).unwrap_err(), HandshakeError::UnknownPreKey);
     }
 }
 
 #[test]
 fn low_order_ephemeral_key_is_refused() {
     let (mut rng, alice, bob) = setup(15);
-    let mut bytes = start(&alice, &bob.bundle(true, true), &mut rng)
-        .initiation
-        .to_bytes();
+    let mut bytes = start(&alice, &bob.bundle(true, true), &mut rng).initiation.to_bytes();
     for point in [[0u8; 32], {
         let mut one = [0u8; 32];
         one[0] = 1;
@@ -429,10 +381,7 @@ fn signed_low_order_prekey_is_refused_by_the_initiator() {
     message.extend_from_slice(&id);
     message.push(1);
     message.extend_from_slice(&low_order);
-    let signature = bob
-        .device
-        .signing_key()
-        .sign(kdf::SIG_SIGNED_PREKEY, &message, &mut rng);
+    let signature = bob.device.signing_key().sign(kdf::SIG_SIGNED_PREKEY, &message, &mut rng);
     bytes[at + 4..at + 36].copy_from_slice(&low_order);
     bytes[at + 36..at + 100].copy_from_slice(signature.as_bytes());
     let bundle = UnverifiedPreKeyBundle::from_bytes(&bytes)
@@ -468,17 +417,12 @@ fn retired_signed_prekey_answers_until_its_grace_period_ends() {
     let initiated = start(&alice, &bob.bundle(true, false), &mut rng);
     let bytes = initiated.initiation.to_bytes();
     let rotated_at = NOW + xchat_crypto::bundle::SIGNED_PREKEY_ROTATION_PERIOD_MS;
-    bob.prekeys
-        .rotate_signed_prekey(&bob.device, rotated_at, &mut rng)
-        .unwrap();
+    bob.prekeys.rotate_signed_prekey(&bob.device, rotated_at, &mut rng).unwrap();
     let responded = bob.respond_to(&bytes).unwrap();
     assert!(same(&initiated.keys, &responded.keys));
     bob.prekeys
         .forget_retired_prekeys(rotated_at + xchat_crypto::bundle::SIGNED_PREKEY_GRACE_PERIOD_MS);
-    assert_eq!(
-        bob.respond_to(&bytes).unwrap_err(),
-        HandshakeError::UnknownPreKey
-    );
+    assert_eq!(bob.respond_to(&bytes).unwrap_err(), HandshakeError::UnknownPreKey);
     // New bundles carry the new signed prekey and work.
     let initiated = start(&alice, &bob.bundle(true, false), &mut rng);
     let responded = bob.respond_to(&initiated.initiation.to_bytes()).unwrap();

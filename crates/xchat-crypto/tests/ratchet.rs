@@ -87,11 +87,7 @@ fn ping_pong_ratchets_on_every_message() {
     let (mut alice, mut bob, mut rng) = pair(3);
     let mut seen_headers = std::collections::HashSet::new();
     for i in 0..200 {
-        let (from, to) = if i % 2 == 0 {
-            (&mut alice, &mut bob)
-        } else {
-            (&mut bob, &mut alice)
-        };
+        let (from, to) = if i % 2 == 0 { (&mut alice, &mut bob) } else { (&mut bob, &mut alice) };
         let text = format!("turn {i}");
         let message = send(from, &text, &mut rng);
         // No two messages share a nonce or an encrypted header.
@@ -149,10 +145,7 @@ fn decrypt_rejects_replayed_message() {
     receive(&mut bob, &current, &mut rng);
     receive(&mut bob, &late, &mut rng);
     for message in [&first, &late, &current] {
-        assert_eq!(
-            bob.decrypt(message, &mut rng).map(|_| ()),
-            Err(DecryptError::Undecryptable)
-        );
+        assert_eq!(bob.decrypt(message, &mut rng).map(|_| ()), Err(DecryptError::Undecryptable));
     }
     // After both sides ratchet, the old chain's messages are still replays.
     let reply = send(&mut bob, "reply", &mut rng);
@@ -169,25 +162,17 @@ fn decrypt_rejects_replayed_message() {
 fn skipping_more_than_max_skip_is_refused_and_changes_nothing() {
     let (mut alice, mut bob, mut rng) = pair(7);
     receive(&mut bob, &send(&mut alice, "start", &mut rng), &mut rng);
-    let messages: Vec<_> = (0..=MAX_SKIP + 1)
-        .map(|i| send(&mut alice, &format!("{i}"), &mut rng))
-        .collect();
+    let messages: Vec<_> =
+        (0..=MAX_SKIP + 1).map(|i| send(&mut alice, &format!("{i}"), &mut rng)).collect();
     let before = bob.to_record();
     // Message MAX_SKIP + 1 of this run would skip MAX_SKIP + 1 keys.
     assert_eq!(
-        bob.decrypt(&messages[MAX_SKIP as usize + 1], &mut rng)
-            .map(|_| ()),
-        Err(DecryptError::TooManySkipped {
-            skip: MAX_SKIP + 1,
-            max: MAX_SKIP
-        })
+        bob.decrypt(&messages[MAX_SKIP as usize + 1], &mut rng).map(|_| ()),
+        Err(DecryptError::TooManySkipped { skip: MAX_SKIP + 1, max: MAX_SKIP })
     );
     assert_eq!(bob.to_record(), before);
     // Exactly MAX_SKIP is allowed, and the skipped ones still arrive.
-    assert_eq!(
-        receive(&mut bob, &messages[MAX_SKIP as usize], &mut rng),
-        MAX_SKIP.to_string()
-    );
+    assert_eq!(receive(&mut bob, &messages[MAX_SKIP as usize], &mut rng), MAX_SKIP.to_string());
     assert_eq!(bob.skipped_key_count(), MAX_SKIP as usize);
     assert_eq!(receive(&mut bob, &messages[0], &mut rng), "0");
     assert_eq!(
@@ -204,9 +189,8 @@ fn oldest_skipped_keys_are_forgotten_beyond_the_limit() {
     // Three of Alice's chains, each read only at its last message: more
     // skipped keys than MAX_SKIPPED_KEYS in all.
     for (chain, skip) in skips.into_iter().enumerate() {
-        let messages: Vec<_> = (0..=skip)
-            .map(|i| send(&mut alice, &format!("{chain}.{i}"), &mut rng))
-            .collect();
+        let messages: Vec<_> =
+            (0..=skip).map(|i| send(&mut alice, &format!("{chain}.{i}"), &mut rng)).collect();
         receive(&mut bob, &messages[skip], &mut rng);
         held.push(messages);
         let reply = send(&mut bob, "reply", &mut rng);
@@ -218,10 +202,7 @@ fn oldest_skipped_keys_are_forgotten_beyond_the_limit() {
     assert_eq!(forgotten, 500);
     assert_refused_without_change(&mut bob, &held[0][forgotten - 1], &mut rng);
     assert_refused_without_change(&mut bob, &held[0][0], &mut rng);
-    assert_eq!(
-        receive(&mut bob, &held[0][forgotten], &mut rng),
-        format!("0.{forgotten}")
-    );
+    assert_eq!(receive(&mut bob, &held[0][forgotten], &mut rng), format!("0.{forgotten}"));
     assert_eq!(receive(&mut bob, &held[1][0], &mut rng), "1.0");
     assert_eq!(receive(&mut bob, &held[2][0], &mut rng), "2.0");
 }
@@ -238,10 +219,7 @@ fn oldest_skipped_chain_is_forgotten_beyond_the_limit() {
     assert_eq!(bob.skipped_key_count(), MAX_SKIPPED_CHAINS);
     assert_refused_without_change(&mut bob, &late[0], &mut rng);
     for (chain, message) in late.iter().enumerate().skip(1) {
-        assert_eq!(
-            receive(&mut bob, message, &mut rng),
-            format!("late {chain}")
-        );
+        assert_eq!(receive(&mut bob, message, &mut rng), format!("late {chain}"));
     }
 }
 
@@ -315,10 +293,7 @@ fn public_fields_get_their_own_errors() {
     let huge = vec![VERSION; MAX_MESSAGE_BYTES + 1];
     assert_eq!(
         bob.decrypt(&huge, &mut rng).map(|_| ()),
-        Err(DecryptError::TooLarge {
-            len: MAX_MESSAGE_BYTES + 1,
-            max: MAX_MESSAGE_BYTES
-        })
+        Err(DecryptError::TooLarge { len: MAX_MESSAGE_BYTES + 1, max: MAX_MESSAGE_BYTES })
     );
 }
 
@@ -332,10 +307,7 @@ fn largest_plaintext_round_trips_and_one_more_byte_is_refused() {
     let before = alice.to_record();
     assert_eq!(
         alice.encrypt(&vec![0; MAX_PLAINTEXT_BYTES + 1], &mut rng),
-        Err(EncryptError::TooLarge {
-            len: MAX_PLAINTEXT_BYTES + 1,
-            max: MAX_PLAINTEXT_BYTES
-        })
+        Err(EncryptError::TooLarge { len: MAX_PLAINTEXT_BYTES + 1, max: MAX_PLAINTEXT_BYTES })
     );
     assert_eq!(alice.to_record(), before);
 }
@@ -348,10 +320,7 @@ fn message_length_reveals_only_the_padding_bucket() {
         .map(|&n| alice.encrypt(&vec![b'x'; n], &mut rng).unwrap().len())
         .collect();
     let o = MIN_MESSAGE_BYTES - 256;
-    assert_eq!(
-        lengths,
-        [256, 256, 256, 256, 512, 1024, 1024, 2048].map(|p| o + p)
-    );
+    assert_eq!(lengths, [256, 256, 256, 256, 512, 1024, 1024, 2048].map(|p| o + p));
 }
 
 #[test]
@@ -371,14 +340,8 @@ fn restart_from_records_mid_conversation_continues() {
     assert_eq!(bob.skipped_key_count(), 2);
     // A message read before the restart is still a replay after it.
     assert_refused_without_change(&mut bob, &read, &mut rng);
-    assert_eq!(
-        receive(&mut bob, &late_second, &mut rng),
-        "late, second chain"
-    );
-    assert_eq!(
-        receive(&mut bob, &late_first, &mut rng),
-        "late, first chain"
-    );
+    assert_eq!(receive(&mut bob, &late_second, &mut rng), "late, second chain");
+    assert_eq!(receive(&mut bob, &late_first, &mut rng), "late, first chain");
     let reply = send(&mut bob, "after the restart", &mut rng);
     assert_eq!(receive(&mut alice, &reply, &mut rng), "after the restart");
     let mut bob = restart(&bob);
@@ -469,12 +432,7 @@ impl Conversation {
             Side::Alice => Side::Bob,
             Side::Bob => Side::Alice,
         };
-        self.in_flight.push(InFlight {
-            to,
-            bytes: result.unwrap(),
-            text,
-            sent_at: now,
-        });
+        self.in_flight.push(InFlight { to, bytes: result.unwrap(), text, sent_at: now });
         Ok(())
     }
 
@@ -503,10 +461,7 @@ impl Conversation {
     }
 
     fn deliver_overdue(&mut self, now: usize) -> Result<(), TestCaseError> {
-        while let Some(index) = self
-            .in_flight
-            .iter()
-            .position(|m| now - m.sent_at >= MAX_DELAY_OPS)
+        while let Some(index) = self.in_flight.iter().position(|m| now - m.sent_at >= MAX_DELAY_OPS)
         {
             self.deliver(index)?;
         }

@@ -19,9 +19,7 @@ use xchat_crypto::phrase::{self, PhraseError, RecoveryPhrase, Seed};
 use xchat_crypto::signature::{Signature, SigningKey, VerifyingKey};
 
 fn vector_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/vectors")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors").join(name)
 }
 
 fn read(name: &str) -> String {
@@ -88,10 +86,7 @@ fn bip39_12_and_18_word_vectors_are_refused_but_their_seeds_derive() {
         assert!(found == 12 || found == 18, "{found} words");
         assert_eq!(
             RecoveryPhrase::parse(mnemonic).unwrap_err(),
-            PhraseError::WordCount {
-                found,
-                expected: phrase::WORDS
-            }
+            PhraseError::WordCount { found, expected: phrase::WORDS }
         );
         let seed = Seed::from_bytes(&unhex(seed)).unwrap();
         let master = ExtendedPrivateKey::master(&seed).unwrap();
@@ -119,19 +114,15 @@ fn entropy_of_indices(indices: &[u16]) -> [u8; phrase::ENTROPY_BYTES] {
 
 #[test]
 fn bip39_english_word_list_is_the_one_phrases_use() {
-    let list: Vec<String> = read("bip39/english.txt")
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let list: Vec<String> = read("bip39/english.txt").lines().map(str::to_owned).collect();
     assert_eq!(list.len(), 2048);
     // 23 words of a phrase come from its entropy alone (the 24th mixes in the
     // checksum): cover every index of the list, 23 at a time.
     let mut seen = vec![false; list.len()];
     let mut phrases = 0;
     for first in (0..list.len()).step_by(23) {
-        let indices: Vec<u16> = (0..23)
-            .map(|j| u16::try_from((first + j) % list.len()).unwrap())
-            .collect();
+        let indices: Vec<u16> =
+            (0..23).map(|j| u16::try_from((first + j) % list.len()).unwrap()).collect();
         let phrase = RecoveryPhrase::from_entropy(&entropy_of_indices(&indices));
         let words = phrase.to_words();
         let words: Vec<&str> = words.split(' ').collect();
@@ -198,10 +189,7 @@ fn bip32_vectors_1_to_4_derive_every_chain() {
             chains += 1;
         }
     }
-    assert_eq!(
-        vectors.valid.iter().map(|v| v.vector).collect::<Vec<_>>(),
-        [1, 2, 3, 4]
-    );
+    assert_eq!(vectors.valid.iter().map(|v| v.vector).collect::<Vec<_>>(), [1, 2, 3, 4]);
     assert_eq!(chains, 6 + 6 + 2 + 3);
 }
 
@@ -255,17 +243,7 @@ fn bip340_vectors_sign_and_verify_through_signature() {
     let mut signed = 0;
     for line in csv.lines().skip(1).filter(|l| !l.trim().is_empty()) {
         let fields: Vec<&str> = line.trim_end().splitn(8, ',').collect();
-        let [
-            index,
-            secret,
-            public,
-            aux,
-            message,
-            signature,
-            result,
-            comment,
-        ] = fields[..]
-        else {
+        let [index, secret, public, aux, message, signature, result, comment] = fields[..] else {
             panic!("malformed row {line}");
         };
         let message = unhex(message);
@@ -277,11 +255,7 @@ fn bip340_vectors_sign_and_verify_through_signature() {
         };
         if !secret.is_empty() {
             let key = SigningKey::from_bytes(&array(secret)).unwrap();
-            assert_eq!(
-                key.verifying_key().to_bytes(),
-                array::<32>(public),
-                "row {index}"
-            );
+            assert_eq!(key.verifying_key().to_bytes(), array::<32>(public), "row {index}");
             let made = key.sign_with_aux(&message, &array(aux));
             assert_eq!(made, signature, "row {index}");
             signed += 1;
@@ -395,11 +369,7 @@ fn rfc8439_chacha20_poly1305_vectors_seal_and_open_and_tampering_fails() {
         for i in 0..sealed.len() {
             let mut tampered = sealed.clone();
             tampered[i] ^= 1 << (i % 8);
-            assert!(
-                key.open(&nonce, &aad, &mut tampered).is_err(),
-                "{} byte {i}",
-                case.name
-            );
+            assert!(key.open(&nonce, &aad, &mut tampered).is_err(), "{} byte {i}", case.name);
         }
         for i in 0..aad.len() {
             let mut other = aad.clone();
@@ -409,10 +379,7 @@ fn rfc8439_chacha20_poly1305_vectors_seal_and_open_and_tampering_fails() {
         let mut other_nonce = nonce;
         other_nonce[0] ^= 1;
         assert!(key.open(&other_nonce, &aad, &mut sealed.clone()).is_err());
-        assert!(
-            key.open(&nonce, &aad, &mut sealed[..aead::TAG_BYTES - 1].to_vec())
-                .is_err()
-        );
+        assert!(key.open(&nonce, &aad, &mut sealed[..aead::TAG_BYTES - 1].to_vec()).is_err());
         ran += 1;
     }
     assert_eq!(ran, 2);
@@ -484,10 +451,7 @@ fn wycheproof_aes_256_gcm_vectors_seal_and_open_through_aead() {
     assert_eq!(file.algorithm, "AES-GCM");
     let (mut valid, mut invalid) = (0, 0);
     for group in &file.test_groups {
-        assert_eq!(
-            (group.key_size, group.iv_size, group.tag_size),
-            (256, 96, 128)
-        );
+        assert_eq!((group.key_size, group.iv_size, group.tag_size), (256, 96, 128));
         for test in &group.tests {
             let context = format!("tcId {} {}", test.tc_id, test.comment);
             let key = Key::new(&array(&test.key));
@@ -498,20 +462,13 @@ fn wycheproof_aes_256_gcm_vectors_seal_and_open_through_aead() {
             let opened = key.open(&nonce, &aad, &mut buffer).map(|p| p.to_vec());
             match test.result.as_str() {
                 "valid" => {
-                    assert_eq!(
-                        opened.as_deref(),
-                        Ok(unhex(&test.msg).as_slice()),
-                        "{context}"
-                    );
+                    assert_eq!(opened.as_deref(), Ok(unhex(&test.msg).as_slice()), "{context}");
                     let mut buffer = unhex(&test.msg);
                     key.seal(&nonce, &aad, &mut buffer);
                     assert_eq!(buffer, sealed, "{context}");
                     let mut detached = unhex(&test.msg);
                     let tag = key.seal_detached(&nonce, &aad, &mut detached);
-                    assert_eq!(
-                        (detached, tag.to_vec()),
-                        (unhex(&test.ct), unhex(&test.tag))
-                    );
+                    assert_eq!((detached, tag.to_vec()), (unhex(&test.ct), unhex(&test.tag)));
                     valid += 1;
                 }
                 "invalid" => {

@@ -67,27 +67,12 @@ struct SignedPreKeySecret {
 impl SignedPreKeySecret {
     fn generate(device: &Device, id: PreKeyId, now_ms: u64, rng: &mut impl CryptoRng) -> Self {
         let pair = agreement::KeyPair::generate(rng);
-        let signature = sign_prekey(
-            device,
-            id,
-            PreKeyKind::Signed,
-            pair.public().as_bytes(),
-            rng,
-        );
-        Self {
-            id,
-            pair,
-            created_at_ms: now_ms,
-            signature,
-        }
+        let signature = sign_prekey(device, id, PreKeyKind::Signed, pair.public().as_bytes(), rng);
+        Self { id, pair, created_at_ms: now_ms, signature }
     }
 
     fn public(&self) -> X25519PreKey {
-        X25519PreKey {
-            id: self.id,
-            key: *self.pair.public(),
-            signature: self.signature,
-        }
+        X25519PreKey { id: self.id, key: *self.pair.public(), signature: self.signature }
     }
 
     /// `id (4) || created at ms (8) || secret (32) || signature (64)`.
@@ -103,12 +88,7 @@ impl SignedPreKeySecret {
         let created_at_ms = r.u64()?;
         let secret = r.secret_array::<{ agreement::KEY_BYTES }>()?;
         let pair = agreement::KeyPair::from_secret(agreement::SecretKey::from_bytes(&secret));
-        Ok(Self {
-            id,
-            pair,
-            created_at_ms,
-            signature: Signature::from_bytes(r.array()?),
-        })
+        Ok(Self { id, pair, created_at_ms, signature: Signature::from_bytes(r.array()?) })
     }
 }
 
@@ -122,26 +102,12 @@ struct OneTimePreKeySecret {
 impl OneTimePreKeySecret {
     fn generate(device: &Device, id: PreKeyId, rng: &mut impl CryptoRng) -> Self {
         let pair = agreement::KeyPair::generate(rng);
-        let signature = sign_prekey(
-            device,
-            id,
-            PreKeyKind::OneTime,
-            pair.public().as_bytes(),
-            rng,
-        );
-        Self {
-            id,
-            pair,
-            signature,
-        }
+        let signature = sign_prekey(device, id, PreKeyKind::OneTime, pair.public().as_bytes(), rng);
+        Self { id, pair, signature }
     }
 
     fn public(&self) -> X25519PreKey {
-        X25519PreKey {
-            id: self.id,
-            key: *self.pair.public(),
-            signature: self.signature,
-        }
+        X25519PreKey { id: self.id, key: *self.pair.public(), signature: self.signature }
     }
 
     /// `id (4) || secret (32) || signature (64)`.
@@ -155,11 +121,7 @@ impl OneTimePreKeySecret {
         let id = PreKeyId(r.u32()?);
         let secret = r.secret_array::<{ agreement::KEY_BYTES }>()?;
         let pair = agreement::KeyPair::from_secret(agreement::SecretKey::from_bytes(&secret));
-        Ok(Self {
-            id,
-            pair,
-            signature: Signature::from_bytes(r.array()?),
-        })
+        Ok(Self { id, pair, signature: Signature::from_bytes(r.array()?) })
     }
 }
 
@@ -178,27 +140,13 @@ impl KemPreKeySecret {
         rng: &mut impl CryptoRng,
     ) -> Self {
         let pair = kem::KeyPair::generate(rng);
-        let signature = sign_prekey(
-            device,
-            id,
-            PreKeyKind::Kem(kind),
-            pair.public().as_bytes(),
-            rng,
-        );
-        Self {
-            id,
-            pair,
-            signature,
-        }
+        let signature =
+            sign_prekey(device, id, PreKeyKind::Kem(kind), pair.public().as_bytes(), rng);
+        Self { id, pair, signature }
     }
 
     fn public(&self, kind: KemPreKeyKind) -> KemPreKey {
-        KemPreKey {
-            id: self.id,
-            kind,
-            key: self.pair.public().clone(),
-            signature: self.signature,
-        }
+        KemPreKey { id: self.id, kind, key: self.pair.public().clone(), signature: self.signature }
     }
 
     /// `id (4) || secret (2400) || public (1184) || signature (64)`.
@@ -246,11 +194,7 @@ impl PreKeyUse {
         one_time: Option<PreKeyId>,
         kem_one_time: Option<PreKeyId>,
     ) -> Self {
-        Self {
-            device,
-            one_time,
-            kem_one_time,
-        }
+        Self { device, one_time, kem_one_time }
     }
 
     /// The one-time X25519 prekey used, if any.
@@ -361,10 +305,7 @@ impl PreKeys {
     /// Reserves `count` fresh ids; returns the first and the next counter.
     fn reserve_ids(&self, count: usize) -> Result<(u32, u32), PreKeyError> {
         let count = u32::try_from(count).map_err(|_| PreKeyError::IdsExhausted)?;
-        let next = self
-            .next_id
-            .checked_add(count)
-            .ok_or(PreKeyError::IdsExhausted)?;
+        let next = self.next_id.checked_add(count).ok_or(PreKeyError::IdsExhausted)?;
         Ok((self.next_id, next))
     }
 
@@ -390,21 +331,16 @@ impl PreKeys {
         }
         let (first, next_id) = self.reserve_ids(2 * count)?;
         let ids = first..next_id;
-        let (x25519_ids, kem_ids) = (
-            ids.clone().step_by(2).map(PreKeyId),
-            ids.skip(1).step_by(2).map(PreKeyId),
-        );
-        let one_time: Vec<_> = x25519_ids
-            .map(|id| OneTimePreKeySecret::generate(device, id, rng))
-            .collect();
+        let (x25519_ids, kem_ids) =
+            (ids.clone().step_by(2).map(PreKeyId), ids.skip(1).step_by(2).map(PreKeyId));
+        let one_time: Vec<_> =
+            x25519_ids.map(|id| OneTimePreKeySecret::generate(device, id, rng)).collect();
         let kem_one_time: Vec<_> = kem_ids
             .map(|id| KemPreKeySecret::generate(device, id, KemPreKeyKind::OneTime, rng))
             .collect();
         self.next_id = next_id;
-        self.one_time
-            .extend(one_time.into_iter().map(|prekey| (prekey.id, prekey)));
-        self.kem_one_time
-            .extend(kem_one_time.into_iter().map(|prekey| (prekey.id, prekey)));
+        self.one_time.extend(one_time.into_iter().map(|prekey| (prekey.id, prekey)));
+        self.kem_one_time.extend(kem_one_time.into_iter().map(|prekey| (prekey.id, prekey)));
         Ok(())
     }
 
@@ -430,11 +366,7 @@ impl PreKeys {
         self.next_id = next_id;
         let signed = std::mem::replace(&mut self.signed, signed);
         let last_resort = std::mem::replace(&mut self.last_resort, last_resort);
-        self.retired = Some(RetiredPreKeys {
-            retired_at_ms: now_ms,
-            signed,
-            last_resort,
-        });
+        self.retired = Some(RetiredPreKeys { retired_at_ms: now_ms, signed, last_resort });
         Ok(())
     }
 
@@ -511,11 +443,7 @@ impl PreKeys {
             device: *device.certificate(),
             signed_prekey: self.signed.public(),
             last_resort: self.last_resort_kem_prekey(),
-            one_time: self
-                .one_time
-                .values()
-                .map(OneTimePreKeySecret::public)
-                .collect(),
+            one_time: self.one_time.values().map(OneTimePreKeySecret::public).collect(),
             kem_one_time: self
                 .kem_one_time
                 .values()
@@ -550,10 +478,7 @@ impl PreKeys {
         if let Some(id) = used.one_time.filter(|id| !self.one_time.contains_key(id)) {
             return Err(PreKeyError::UnknownPreKey { id: id.0 });
         }
-        if let Some(id) = used
-            .kem_one_time
-            .filter(|id| !self.kem_one_time.contains_key(id))
-        {
+        if let Some(id) = used.kem_one_time.filter(|id| !self.kem_one_time.contains_key(id)) {
             return Err(PreKeyError::UnknownPreKey { id: id.0 });
         }
         if let Some(id) = used.one_time {
@@ -602,9 +527,10 @@ impl PreKeys {
             + SIGNED_SECRET_RECORD_BYTES
             + KEM_SECRET_RECORD_BYTES
             + 1
-            + self.retired.as_ref().map_or(0, |_| {
-                8 + SIGNED_SECRET_RECORD_BYTES + KEM_SECRET_RECORD_BYTES
-            })
+            + self
+                .retired
+                .as_ref()
+                .map_or(0, |_| 8 + SIGNED_SECRET_RECORD_BYTES + KEM_SECRET_RECORD_BYTES)
             + 4
             + self.one_time.len() * ONE_TIME_SECRET_RECORD_BYTES
             + 4
@@ -670,11 +596,9 @@ impl PreKeys {
     /// device key.
     pub fn from_record(record: &[u8]) -> Result<Self, PreKeyError> {
         if record.len() > MAX_PREKEYS_RECORD_BYTES {
-            return Err(DecodeError::TooLarge {
-                len: record.len(),
-                max: MAX_PREKEYS_RECORD_BYTES,
-            }
-            .into());
+            return Err(
+                DecodeError::TooLarge { len: record.len(), max: MAX_PREKEYS_RECORD_BYTES }.into()
+            );
         }
         let mut r = Reader::new(record);
         let version = r.u8()?;
@@ -749,10 +673,7 @@ impl std::fmt::Debug for PreKeys {
             .field("last_resort", &self.last_resort.id)
             .field(
                 "retired",
-                &self
-                    .retired
-                    .as_ref()
-                    .map(|retired| (retired.signed.id, retired.last_resort.id)),
+                &self.retired.as_ref().map(|retired| (retired.signed.id, retired.last_resort.id)),
             )
             .field("one_time", &self.one_time.len())
             .field("kem_one_time", &self.kem_one_time.len())
@@ -807,37 +728,21 @@ mod tests {
         let mut alice = Fixture::new(13, 0);
         let (device, rng) = (&alice.device, &mut alice.rng);
         assert_eq!(
-            alice
-                .prekeys
-                .generate_one_time_prekeys(device, MAX_ONE_TIME_PREKEYS + 1, rng),
+            alice.prekeys.generate_one_time_prekeys(device, MAX_ONE_TIME_PREKEYS + 1, rng),
             Err(PreKeyError::TooManyOneTimePreKeys {
                 requested: MAX_ONE_TIME_PREKEYS + 1,
                 max: MAX_ONE_TIME_PREKEYS
             })
         );
         assert!(alice.prekeys.needs_replenishment());
-        alice
-            .prekeys
-            .generate_one_time_prekeys(device, MAX_ONE_TIME_PREKEYS, rng)
-            .unwrap();
+        alice.prekeys.generate_one_time_prekeys(device, MAX_ONE_TIME_PREKEYS, rng).unwrap();
         assert_eq!(alice.prekeys.one_time_prekey_count(), MAX_ONE_TIME_PREKEYS);
-        assert_eq!(
-            alice.prekeys.kem_one_time_prekey_count(),
-            MAX_ONE_TIME_PREKEYS
-        );
+        assert_eq!(alice.prekeys.kem_one_time_prekey_count(), MAX_ONE_TIME_PREKEYS);
         assert_eq!(alice.prekeys.one_time_prekey_room(), 0);
         assert!(!alice.prekeys.needs_replenishment());
-        assert!(
-            alice
-                .prekeys
-                .generate_one_time_prekeys(device, 1, rng)
-                .is_err()
-        );
-        let publication = alice
-            .prekeys
-            .publication(&alice.identity.public(), device)
-            .unwrap()
-            .to_bytes();
+        assert!(alice.prekeys.generate_one_time_prekeys(device, 1, rng).is_err());
+        let publication =
+            alice.prekeys.publication(&alice.identity.public(), device).unwrap().to_bytes();
         assert_eq!(publication.len(), MAX_PUBLICATION_BYTES);
         let record = alice.prekeys.to_record();
         let restored = PreKeys::from_record(&record).unwrap();
@@ -860,18 +765,9 @@ mod tests {
         let mut seen = all_ids(&alice.prekeys);
         for round in 0..3 {
             let (one_time, kem) = alice.first_ids();
-            alice
-                .prekeys
-                .consume(PreKeyUse::new(alice.device.id(), one_time, kem))
-                .unwrap();
-            alice
-                .prekeys
-                .rotate_signed_prekey(&alice.device, NOW + round, &mut alice.rng)
-                .unwrap();
-            alice
-                .prekeys
-                .generate_one_time_prekeys(&alice.device, 2, &mut alice.rng)
-                .unwrap();
+            alice.prekeys.consume(PreKeyUse::new(alice.device.id(), one_time, kem)).unwrap();
+            alice.prekeys.rotate_signed_prekey(&alice.device, NOW + round, &mut alice.rng).unwrap();
+            alice.prekeys.generate_one_time_prekeys(&alice.device, 2, &mut alice.rng).unwrap();
             seen.extend(all_ids(&alice.prekeys));
         }
         let mut held = all_ids(&alice.prekeys);
@@ -881,10 +777,7 @@ mod tests {
         // Every id ever held named one key: the same id always had the same key.
         seen.sort_unstable();
         seen.dedup();
-        assert_eq!(
-            seen.len(),
-            usize::try_from(alice.prekeys.next_id - 1).unwrap()
-        );
+        assert_eq!(seen.len(), usize::try_from(alice.prekeys.next_id - 1).unwrap());
     }
 
     #[test]
@@ -893,15 +786,11 @@ mod tests {
         alice.prekeys.next_id = u32::MAX - 1;
         let before = alice.prekeys.to_record();
         assert_eq!(
-            alice
-                .prekeys
-                .generate_one_time_prekeys(&alice.device, 1, &mut alice.rng),
+            alice.prekeys.generate_one_time_prekeys(&alice.device, 1, &mut alice.rng),
             Err(PreKeyError::IdsExhausted)
         );
         assert_eq!(
-            alice
-                .prekeys
-                .rotate_signed_prekey(&alice.device, NOW, &mut alice.rng),
+            alice.prekeys.rotate_signed_prekey(&alice.device, NOW, &mut alice.rng),
             Err(PreKeyError::IdsExhausted)
         );
         assert_eq!(alice.prekeys.to_record(), before);
@@ -912,25 +801,17 @@ mod tests {
         let mut alice = Fixture::new(16, 2);
         let (one_time, kem) = alice.first_ids();
         let device = alice.device.id();
-        alice
-            .prekeys
-            .consume(PreKeyUse::new(device, one_time, kem))
-            .unwrap();
+        alice.prekeys.consume(PreKeyUse::new(device, one_time, kem)).unwrap();
         assert_eq!(alice.prekeys.one_time_prekey_count(), 1);
         assert_eq!(alice.prekeys.kem_one_time_prekey_count(), 1);
         assert!(alice.prekeys.find_one_time(one_time.unwrap()).is_none());
         assert!(alice.prekeys.find_kem(kem.unwrap()).is_none());
         assert_eq!(
             alice.prekeys.consume(PreKeyUse::new(device, one_time, kem)),
-            Err(PreKeyError::UnknownPreKey {
-                id: one_time.unwrap().0
-            })
+            Err(PreKeyError::UnknownPreKey { id: one_time.unwrap().0 })
         );
         // Reusable prekeys only: nothing to delete.
-        alice
-            .prekeys
-            .consume(PreKeyUse::new(device, None, None))
-            .unwrap();
+        alice.prekeys.consume(PreKeyUse::new(device, None, None)).unwrap();
         assert_eq!(alice.prekeys.one_time_prekey_count(), 1);
     }
 
@@ -939,18 +820,10 @@ mod tests {
         let mut alice = Fixture::new(17, 2);
         let (one_time, kem) = alice.first_ids();
         let device = alice.device.id();
-        alice
-            .prekeys
-            .consume(PreKeyUse::new(device, None, kem))
-            .unwrap();
+        alice.prekeys.consume(PreKeyUse::new(device, None, kem)).unwrap();
         let before = alice.prekeys.to_record();
         // The X25519 prekey is held, the ML-KEM one is gone: neither is deleted.
-        assert!(
-            alice
-                .prekeys
-                .consume(PreKeyUse::new(device, one_time, kem))
-                .is_err()
-        );
+        assert!(alice.prekeys.consume(PreKeyUse::new(device, one_time, kem)).is_err());
         assert_eq!(alice.prekeys.to_record(), before);
         let other = DeviceId::from_bytes([0xaa; DEVICE_ID_BYTES]);
         assert_eq!(
@@ -968,22 +841,15 @@ mod tests {
         assert!(!alice.prekeys.needs_rotation(NOW + 1));
         let later = NOW + SIGNED_PREKEY_ROTATION_PERIOD_MS;
         assert!(alice.prekeys.needs_rotation(later));
-        alice
-            .prekeys
-            .rotate_signed_prekey(&alice.device, later, &mut alice.rng)
-            .unwrap();
+        alice.prekeys.rotate_signed_prekey(&alice.device, later, &mut alice.rng).unwrap();
         assert!(!alice.prekeys.needs_rotation(later));
         let second = alice.prekeys.signed_prekey().id();
         assert_ne!(first, second);
         assert!(alice.prekeys.find_signed(first).is_some());
         assert!(alice.prekeys.find_kem(first_kem).is_some());
-        alice
-            .prekeys
-            .forget_retired_prekeys(later + SIGNED_PREKEY_GRACE_PERIOD_MS - 1);
+        alice.prekeys.forget_retired_prekeys(later + SIGNED_PREKEY_GRACE_PERIOD_MS - 1);
         assert!(alice.prekeys.find_signed(first).is_some());
-        alice
-            .prekeys
-            .forget_retired_prekeys(later + SIGNED_PREKEY_GRACE_PERIOD_MS);
+        alice.prekeys.forget_retired_prekeys(later + SIGNED_PREKEY_GRACE_PERIOD_MS);
         assert!(alice.prekeys.find_signed(first).is_none());
         assert!(alice.prekeys.find_kem(first_kem).is_none());
         assert!(alice.prekeys.find_signed(second).is_some());
@@ -995,19 +861,13 @@ mod tests {
     #[test]
     fn record_round_trips() {
         let mut alice = Fixture::new(19, 3);
-        alice
-            .prekeys
-            .rotate_signed_prekey(&alice.device, NOW + 5, &mut alice.rng)
-            .unwrap();
+        alice.prekeys.rotate_signed_prekey(&alice.device, NOW + 5, &mut alice.rng).unwrap();
         for prekeys in [&alice.prekeys, &Fixture::new(20, 0).prekeys] {
             let record = prekeys.to_record();
             let restored = PreKeys::from_record(&record).unwrap();
             assert_eq!(restored.to_record(), record);
             assert_eq!(restored.signed_prekey(), prekeys.signed_prekey());
-            assert_eq!(
-                restored.last_resort_kem_prekey(),
-                prekeys.last_resort_kem_prekey()
-            );
+            assert_eq!(restored.last_resort_kem_prekey(), prekeys.last_resort_kem_prekey());
             assert_eq!(all_ids(&restored), all_ids(prekeys));
         }
     }
@@ -1017,10 +877,7 @@ mod tests {
         let alice = Fixture::new(21, 1);
         let record = alice.prekeys.to_record();
         for cut in 0..record.len() {
-            assert!(
-                PreKeys::from_record(&record[..cut]).is_err(),
-                "cut at {cut}"
-            );
+            assert!(PreKeys::from_record(&record[..cut]).is_err(), "cut at {cut}");
         }
         let mut longer = record.to_vec();
         longer.push(0);
@@ -1060,15 +917,11 @@ mod tests {
         let other = Device::new(&alice.identity, NOW, &mut alice.rng);
         let before = alice.prekeys.to_record();
         assert_eq!(
-            alice
-                .prekeys
-                .generate_one_time_prekeys(&other, 1, &mut alice.rng),
+            alice.prekeys.generate_one_time_prekeys(&other, 1, &mut alice.rng),
             Err(PreKeyError::WrongDevice)
         );
         assert_eq!(
-            alice
-                .prekeys
-                .rotate_signed_prekey(&other, NOW, &mut alice.rng),
+            alice.prekeys.rotate_signed_prekey(&other, NOW, &mut alice.rng),
             Err(PreKeyError::WrongDevice)
         );
         assert_eq!(alice.prekeys.to_record(), before);
@@ -1076,9 +929,7 @@ mod tests {
         let impostor = SigningKey::generate(&mut alice.rng).verifying_key();
         alice.prekeys.device_key = impostor;
         assert_eq!(
-            alice
-                .prekeys
-                .publication(&alice.identity.public(), &alice.device),
+            alice.prekeys.publication(&alice.identity.public(), &alice.device),
             Err(PreKeyError::WrongDevice)
         );
     }
@@ -1086,10 +937,7 @@ mod tests {
     #[test]
     fn debug_of_prekeys_is_redacted() {
         let mut alice = Fixture::new(28, 2);
-        alice
-            .prekeys
-            .rotate_signed_prekey(&alice.device, NOW, &mut alice.rng)
-            .unwrap();
+        alice.prekeys.rotate_signed_prekey(&alice.device, NOW, &mut alice.rng).unwrap();
         insta::assert_snapshot!(
             format!("{:?}", alice.prekeys),
             @r#"PreKeys { device: DeviceId(b57ef1b5), signed_prekey: PreKeyId(7), last_resort: PreKeyId(8), retired: Some((PreKeyId(1), PreKeyId(2))), one_time: 2, kem_one_time: 2, secrets: "<redacted>" }"#

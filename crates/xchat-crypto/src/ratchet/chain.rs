@@ -47,13 +47,8 @@ impl RootKey {
         let mut okm = Zeroizing::new([0u8; 3 * KEY_BYTES]);
         // 96 bytes is far below HKDF-SHA256's 8160-byte limit.
         #[allow(clippy::expect_used)]
-        kdf::hkdf_sha256(
-            self.0.as_ref(),
-            dh.as_bytes(),
-            &[kdf::RATCHET_ROOT_INFO],
-            okm.as_mut(),
-        )
-        .expect("96 bytes is a valid HKDF output length");
+        kdf::hkdf_sha256(self.0.as_ref(), dh.as_bytes(), &[kdf::RATCHET_ROOT_INFO], okm.as_mut())
+            .expect("96 bytes is a valid HKDF output length");
         let (root, rest) = okm.split_at(KEY_BYTES);
         let (chain, header) = rest.split_at(KEY_BYTES);
         RootStep {
@@ -124,11 +119,7 @@ impl ChainKey {
             skipped.push((n, MessageKey::from_bytes(&message_key)));
             (message_key, next_chain_key) = step(&next_chain_key);
         }
-        Advance {
-            skipped,
-            message_key,
-            next_chain_key,
-        }
+        Advance { skipped, message_key, next_chain_key }
     }
 
     /// Only the keys of messages `from..to`: the rest of a receiving chain
@@ -203,13 +194,7 @@ mod tests {
         let root = RootKey::from_bytes(&[1u8; 32]);
         let step = root.step(&dh);
         let mut okm = [0u8; 96];
-        kdf::hkdf_sha256(
-            &[1u8; 32],
-            dh.as_bytes(),
-            &[kdf::RATCHET_ROOT_INFO],
-            &mut okm,
-        )
-        .unwrap();
+        kdf::hkdf_sha256(&[1u8; 32], dh.as_bytes(), &[kdf::RATCHET_ROOT_INFO], &mut okm).unwrap();
         assert_eq!(step.root_key.as_bytes()[..], okm[..32]);
         assert_eq!(step.chain_key.as_bytes()[..], okm[32..64]);
         assert_eq!(step.next_header_key.as_bytes()[..], okm[64..]);

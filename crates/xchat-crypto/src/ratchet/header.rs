@@ -76,10 +76,7 @@ pub(crate) struct HeaderKey {
 
 impl HeaderKey {
     pub(crate) fn from_bytes(bytes: &[u8; KEY_BYTES]) -> Self {
-        Self {
-            bytes: Box::new(*bytes),
-            key: aead::Key::new(bytes),
-        }
+        Self { bytes: Box::new(*bytes), key: aead::Key::new(bytes) }
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8; KEY_BYTES] {

@@ -167,10 +167,7 @@ struct UnverifiedMessage<'a> {
 impl<'a> UnverifiedMessage<'a> {
     fn parse(message: &'a [u8]) -> Result<Self, DecryptError> {
         if message.len() > MAX_MESSAGE_BYTES {
-            return Err(DecryptError::TooLarge {
-                len: message.len(),
-                max: MAX_MESSAGE_BYTES,
-            });
+            return Err(DecryptError::TooLarge { len: message.len(), max: MAX_MESSAGE_BYTES });
         }
         let mut r = Reader::new(message);
         let version = r.u8().map_err(|_| DecryptError::Undecryptable)?;
@@ -190,12 +187,7 @@ impl<'a> UnverifiedMessage<'a> {
             .get(..PREFIX_BYTES)
             .and_then(|prefix| prefix.try_into().ok())
             .ok_or(DecryptError::Undecryptable)?;
-        Ok(Self {
-            nonce,
-            encrypted_header,
-            prefix,
-            body,
-        })
+        Ok(Self { nonce, encrypted_header, prefix, body })
     }
 }
 
@@ -227,14 +219,10 @@ fn open_body(
     let key = aead::Key::new(message_key);
     let aad = body_aad(associated_data, message.prefix);
     let mut buf = Zeroizing::new(message.body.to_vec());
-    let padded_len = key
-        .open(&message.nonce, &aad, &mut buf)
-        .map_err(|_| DecryptError::Undecryptable)?
-        .len();
+    let padded_len =
+        key.open(&message.nonce, &aad, &mut buf).map_err(|_| DecryptError::Undecryptable)?.len();
     let padded = buf.get(..padded_len).ok_or(DecryptError::Undecryptable)?;
-    let plaintext_len = padding::unpad(padded)
-        .map_err(|_| DecryptError::Undecryptable)?
-        .len();
+    let plaintext_len = padding::unpad(padded).map_err(|_| DecryptError::Undecryptable)?.len();
     buf.truncate(plaintext_len);
     Ok(buf)
 }
@@ -307,18 +295,12 @@ impl Session {
         plaintext: &[u8],
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<u8>, EncryptError> {
-        let too_large = EncryptError::TooLarge {
-            len: plaintext.len(),
-            max: MAX_PLAINTEXT_BYTES,
-        };
+        let too_large = EncryptError::TooLarge { len: plaintext.len(), max: MAX_PLAINTEXT_BYTES };
         if plaintext.len() > MAX_PLAINTEXT_BYTES {
             return Err(too_large);
         }
         let padded_len = padding::padded_len(plaintext.len()).ok_or(too_large)?;
-        let sending = self
-            .sending
-            .as_mut()
-            .ok_or(EncryptError::AwaitingFirstMessage)?;
+        let sending = self.sending.as_mut().ok_or(EncryptError::AwaitingFirstMessage)?;
         if sending.next == u32::MAX {
             return Err(EncryptError::ChainExhausted);
         }
@@ -379,16 +361,13 @@ impl Session {
         let message = UnverifiedMessage::parse(message)?;
         let aad = header_aad(&self.associated_data);
         let current = self.receiving.as_ref().and_then(|receiving| {
-            receiving
-                .header_key
-                .open(&message.nonce, &aad, &message.encrypted_header)
+            receiving.header_key.open(&message.nonce, &aad, &message.encrypted_header)
         });
         if let Some(header) = current {
             return self.decrypt_in_current_chain(&header, &message);
         }
         if let Some(header) =
-            self.next_receiving_header_key
-                .open(&message.nonce, &aad, &message.encrypted_header)
+            self.next_receiving_header_key.open(&message.nonce, &aad, &message.encrypted_header)
         {
             return self.decrypt_with_ratchet_step(&header, &message, rng);
         }
@@ -428,10 +407,7 @@ impl Session {
         }
         let skip = number - receiving.next;
         if skip > MAX_SKIP {
-            return Err(DecryptError::TooManySkipped {
-                skip,
-                max: MAX_SKIP,
-            });
+            return Err(DecryptError::TooManySkipped { skip, max: MAX_SKIP });
         }
         let next = number.checked_add(1).ok_or(DecryptError::Undecryptable)?;
         let advance = receiving.chain_key.advance(receiving.next, number);
@@ -455,19 +431,14 @@ impl Session {
         // The counters bound the work, so they are checked before any.
         let number = header.message_number;
         if number > MAX_SKIP {
-            return Err(DecryptError::TooManySkipped {
-                skip: number,
-                max: MAX_SKIP,
-            });
+            return Err(DecryptError::TooManySkipped { skip: number, max: MAX_SKIP });
         }
-        let left_behind = self.receiving.as_ref().map_or(0, |receiving| {
-            header.previous_chain_length.saturating_sub(receiving.next)
-        });
+        let left_behind = self
+            .receiving
+            .as_ref()
+            .map_or(0, |receiving| header.previous_chain_length.saturating_sub(receiving.next));
         if left_behind > MAX_SKIP {
-            return Err(DecryptError::TooManySkipped {
-                skip: left_behind,
-                max: MAX_SKIP,
-            });
+            return Err(DecryptError::TooManySkipped { skip: left_behind, max: MAX_SKIP });
         }
 
         let dh = self
@@ -488,9 +459,7 @@ impl Session {
             .map_err(|_| DecryptError::Undecryptable)?;
         let send_step = receive_step.root_key.step(&dh);
         let old_skipped = self.receiving.as_ref().map(|receiving| {
-            receiving
-                .chain_key
-                .skipped(receiving.next, header.previous_chain_length)
+            receiving.chain_key.skipped(receiving.next, header.previous_chain_length)
         });
 
         if let (Some(old), Some(keys)) = (self.receiving.take(), old_skipped) {
@@ -499,15 +468,10 @@ impl Session {
         self.previous_sending_length = self.sending.as_ref().map_or(0, |sending| sending.next);
         let sending_header_key =
             std::mem::replace(&mut self.next_sending_header_key, send_step.next_header_key);
-        self.sending = Some(Chain {
-            chain_key: send_step.chain_key,
-            header_key: sending_header_key,
-            next: 0,
-        });
-        let receiving_header_key = std::mem::replace(
-            &mut self.next_receiving_header_key,
-            receive_step.next_header_key,
-        );
+        self.sending =
+            Some(Chain { chain_key: send_step.chain_key, header_key: sending_header_key, next: 0 });
+        let receiving_header_key =
+            std::mem::replace(&mut self.next_receiving_header_key, receive_step.next_header_key);
         let mut chain_key = receive_step.chain_key;
         chain_key.set(&advance.next_chain_key);
         let receiving = self.receiving.insert(Chain {
@@ -561,8 +525,7 @@ impl Session {
             None => w.u8(0),
         };
         write_chain(&mut w, self.sending.as_ref());
-        w.u32(self.previous_sending_length)
-            .fixed(self.next_sending_header_key.as_bytes());
+        w.u32(self.previous_sending_length).fixed(self.next_sending_header_key.as_bytes());
         write_chain(&mut w, self.receiving.as_ref());
         w.fixed(self.next_receiving_header_key.as_bytes());
         // At most MAX_SKIPPED_CHAINS and MAX_SKIPPED_KEYS: far below u32.
@@ -570,8 +533,7 @@ impl Session {
         w.u32(self.skipped.chains().count() as u32);
         for chain in self.skipped.chains() {
             #[allow(clippy::cast_possible_truncation)]
-            w.fixed(chain.header_key.as_bytes())
-                .u32(chain.keys.len() as u32);
+            w.fixed(chain.header_key.as_bytes()).u32(chain.keys.len() as u32);
             for (number, key) in &chain.keys {
                 w.u32(*number).fixed(key.as_bytes());
             }
@@ -586,10 +548,7 @@ impl Session {
     /// unknown version, over the limits, or inconsistent.
     pub fn from_record(record: &[u8]) -> Result<Self, RecordError> {
         if record.len() > MAX_RECORD_BYTES {
-            return Err(RecordError::TooLarge {
-                len: record.len(),
-                max: MAX_RECORD_BYTES,
-            });
+            return Err(RecordError::TooLarge { len: record.len(), max: MAX_RECORD_BYTES });
         }
         let mut r = Reader::new(record);
         let version = r.u8()?;
@@ -601,11 +560,8 @@ impl Session {
         let our_ratchet_key = agreement::KeyPair::from_secret(agreement::SecretKey::from_bytes(
             &*r.secret_array::<32>()?,
         ));
-        let their_ratchet_key = if read_presence(&mut r)? {
-            Some(PublicKey::from_bytes(r.array()?))
-        } else {
-            None
-        };
+        let their_ratchet_key =
+            if read_presence(&mut r)? { Some(PublicKey::from_bytes(r.array()?)) } else { None };
         let sending = read_chain(&mut r)?;
         let previous_sending_length = r.u32()?;
         let next_sending_header_key = HeaderKey::from_bytes(&*r.secret_array::<32>()?);
@@ -662,20 +618,13 @@ fn read_chain(r: &mut Reader<'_>) -> Result<Option<Chain>, DecodeError> {
     let chain_key = ChainKey::from_bytes(&*r.secret_array::<32>()?);
     let header_key = HeaderKey::from_bytes(&*r.secret_array::<32>()?);
     let next = r.u32()?;
-    Ok(Some(Chain {
-        chain_key,
-        header_key,
-        next,
-    }))
+    Ok(Some(Chain { chain_key, header_key, next }))
 }
 
 fn read_skipped(r: &mut Reader<'_>) -> Result<SkippedKeys, DecodeError> {
     let chain_count = r.u32()? as usize;
     if chain_count > MAX_SKIPPED_CHAINS {
-        return Err(DecodeError::TooLarge {
-            len: chain_count,
-            max: MAX_SKIPPED_CHAINS,
-        });
+        return Err(DecodeError::TooLarge { len: chain_count, max: MAX_SKIPPED_CHAINS });
     }
     let mut chains = VecDeque::with_capacity(chain_count);
     let mut total = 0usize;
@@ -687,10 +636,7 @@ fn read_skipped(r: &mut Reader<'_>) -> Result<SkippedKeys, DecodeError> {
         }
         total = total.saturating_add(count);
         if total > MAX_SKIPPED_KEYS {
-            return Err(DecodeError::TooLarge {
-                len: total,
-                max: MAX_SKIPPED_KEYS,
-            });
+            return Err(DecodeError::TooLarge { len: total, max: MAX_SKIPPED_KEYS });
         }
         if count.saturating_mul(SKIPPED_KEY_RECORD_BYTES) > r.remaining() {
             return Err(DecodeError::Truncated);

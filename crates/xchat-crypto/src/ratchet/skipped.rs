@@ -89,18 +89,13 @@ impl SkippedKeys {
     /// The slot of `header`'s message in the chain of `header_key`, for a
     /// header that opened under a current receiving chain's key.
     pub(crate) fn find_in_chain(&self, header_key: &HeaderKey, header: &Header) -> Option<Slot> {
-        let chain = self
-            .chains
-            .iter()
-            .rposition(|chain| chain.header_key.same_as(header_key))?;
+        let chain = self.chains.iter().rposition(|chain| chain.header_key.same_as(header_key))?;
         self.position(chain, header)
     }
 
     fn position(&self, chain: usize, header: &Header) -> Option<Slot> {
         let keys = &self.chains.get(chain)?.keys;
-        let index = keys
-            .binary_search_by_key(&header.message_number, |(n, _)| *n)
-            .ok()?;
+        let index = keys.binary_search_by_key(&header.message_number, |(n, _)| *n).ok()?;
         Some(Slot { chain, index })
     }
 
@@ -134,10 +129,9 @@ impl SkippedKeys {
         // Only the current receiving chain gains keys, and it is the newest.
         match self.chains.back_mut() {
             Some(chain) if chain.header_key.same_as(header_key) => chain.keys.extend(keys),
-            _ => self.chains.push_back(SkippedChain {
-                header_key: header_key.duplicate(),
-                keys: keys.into(),
-            }),
+            _ => self
+                .chains
+                .push_back(SkippedChain { header_key: header_key.duplicate(), keys: keys.into() }),
         }
         while self.len > MAX_SKIPPED_KEYS {
             let Some(oldest) = self.chains.front_mut() else {
@@ -164,9 +158,7 @@ mod tests {
     use crate::agreement::PublicKey;
 
     fn keys(range: std::ops::Range<u32>) -> Vec<(u32, MessageKey)> {
-        range
-            .map(|n| (n, MessageKey::from_bytes(&[n as u8; 32])))
-            .collect()
+        range.map(|n| (n, MessageKey::from_bytes(&[n as u8; 32]))).collect()
     }
 
     fn header(n: u32) -> Header {
@@ -232,15 +224,7 @@ mod tests {
         }
         assert_eq!(skipped.chains().count(), MAX_SKIPPED_CHAINS);
         assert_eq!(skipped.len(), 2 * MAX_SKIPPED_CHAINS);
-        assert!(
-            skipped
-                .find_in_chain(&HeaderKey::from_bytes(&[0; 32]), &header(0))
-                .is_none()
-        );
-        assert!(
-            skipped
-                .find_in_chain(&HeaderKey::from_bytes(&[1; 32]), &header(0))
-                .is_some()
-        );
+        assert!(skipped.find_in_chain(&HeaderKey::from_bytes(&[0; 32]), &header(0)).is_none());
+        assert!(skipped.find_in_chain(&HeaderKey::from_bytes(&[1; 32]), &header(0)).is_some());
     }
 }

@@ -51,20 +51,8 @@ fn decrypt_refuses_counter_beyond_max_skip_before_deriving_keys() {
     // Were a single key derived per skipped message, u32::MAX - 1 of them
     // would not finish; the refusal comes from the counter alone.
     for (number, expected) in [
-        (
-            u32::MAX - 1,
-            Err(DecryptError::TooManySkipped {
-                skip: u32::MAX - 2,
-                max: MAX_SKIP,
-            }),
-        ),
-        (
-            1 + MAX_SKIP + 1,
-            Err(DecryptError::TooManySkipped {
-                skip: MAX_SKIP + 1,
-                max: MAX_SKIP,
-            }),
-        ),
+        (u32::MAX - 1, Err(DecryptError::TooManySkipped { skip: u32::MAX - 2, max: MAX_SKIP })),
+        (1 + MAX_SKIP + 1, Err(DecryptError::TooManySkipped { skip: MAX_SKIP + 1, max: MAX_SKIP })),
         // Exactly MAX_SKIP is allowed: the keys are derived, then the
         // garbage body fails and nothing is kept.
         (1 + MAX_SKIP, Err(DecryptError::Undecryptable)),
@@ -75,11 +63,7 @@ fn decrypt_refuses_counter_beyond_max_skip_before_deriving_keys() {
             message_number: number,
         };
         let forged = forge(&alice, &sending.header_key, &header);
-        assert_eq!(
-            bob.decrypt(&forged, &mut rng).map(|_| ()),
-            expected,
-            "n = {number}"
-        );
+        assert_eq!(bob.decrypt(&forged, &mut rng).map(|_| ()), expected, "n = {number}");
         assert_eq!(bob.to_record(), before);
     }
 }
@@ -87,11 +71,8 @@ fn decrypt_refuses_counter_beyond_max_skip_before_deriving_keys() {
 #[test]
 fn ratchet_step_refuses_counters_beyond_max_skip_before_any_agreement() {
     let (mut alice, mut bob, mut rng) = pair(2);
-    bob.decrypt(&alice.encrypt(b"1", &mut rng).unwrap(), &mut rng)
-        .unwrap();
-    alice
-        .decrypt(&bob.encrypt(b"2", &mut rng).unwrap(), &mut rng)
-        .unwrap();
+    bob.decrypt(&alice.encrypt(b"1", &mut rng).unwrap(), &mut rng).unwrap();
+    alice.decrypt(&bob.encrypt(b"2", &mut rng).unwrap(), &mut rng).unwrap();
     // Alice now has a receiving chain; a header under her next receiving
     // header key starts a DH ratchet step.
     let before = alice.to_record();
@@ -110,10 +91,7 @@ fn ratchet_step_refuses_counters_beyond_max_skip_before_any_agreement() {
         let forged = forge(&alice, &alice.next_receiving_header_key, &header);
         assert_eq!(
             alice.decrypt(&forged, &mut rng).map(|_| ()),
-            Err(DecryptError::TooManySkipped {
-                skip,
-                max: MAX_SKIP
-            })
+            Err(DecryptError::TooManySkipped { skip, max: MAX_SKIP })
         );
         assert_eq!(alice.to_record(), before);
     }
@@ -122,8 +100,7 @@ fn ratchet_step_refuses_counters_beyond_max_skip_before_any_agreement() {
 #[test]
 fn decrypt_refuses_current_chain_header_with_another_ratchet_key() {
     let (mut alice, mut bob, mut rng) = pair(3);
-    bob.decrypt(&alice.encrypt(b"1", &mut rng).unwrap(), &mut rng)
-        .unwrap();
+    bob.decrypt(&alice.encrypt(b"1", &mut rng).unwrap(), &mut rng).unwrap();
     let before = bob.to_record();
     let header = Header {
         ratchet_key: PublicKey::from_bytes([9u8; 32]),
@@ -131,18 +108,14 @@ fn decrypt_refuses_current_chain_header_with_another_ratchet_key() {
         message_number: 1,
     };
     let forged = forge(&alice, &alice.sending.as_ref().unwrap().header_key, &header);
-    assert_eq!(
-        bob.decrypt(&forged, &mut rng).map(|_| ()),
-        Err(DecryptError::Undecryptable)
-    );
+    assert_eq!(bob.decrypt(&forged, &mut rng).map(|_| ()), Err(DecryptError::Undecryptable));
     assert_eq!(bob.to_record(), before);
 }
 
 #[test]
 fn decrypt_refuses_message_number_that_would_overflow_the_chain() {
     let (mut alice, mut bob, mut rng) = pair(4);
-    bob.decrypt(&alice.encrypt(b"1", &mut rng).unwrap(), &mut rng)
-        .unwrap();
+    bob.decrypt(&alice.encrypt(b"1", &mut rng).unwrap(), &mut rng).unwrap();
     bob.receiving.as_mut().unwrap().next = u32::MAX - 1;
     let before = bob.to_record();
     let header = Header {
@@ -151,10 +124,7 @@ fn decrypt_refuses_message_number_that_would_overflow_the_chain() {
         message_number: u32::MAX,
     };
     let forged = forge(&alice, &alice.sending.as_ref().unwrap().header_key, &header);
-    assert_eq!(
-        bob.decrypt(&forged, &mut rng).map(|_| ()),
-        Err(DecryptError::Undecryptable)
-    );
+    assert_eq!(bob.decrypt(&forged, &mut rng).map(|_| ()), Err(DecryptError::Undecryptable));
     assert_eq!(bob.to_record(), before);
 }
 
@@ -174,20 +144,14 @@ fn encrypt_refuses_an_exhausted_chain() {
     let (mut alice, _, mut rng) = pair(5);
     alice.sending.as_mut().unwrap().next = u32::MAX;
     let before = alice.to_record();
-    assert_eq!(
-        alice.encrypt(b"x", &mut rng),
-        Err(EncryptError::ChainExhausted)
-    );
+    assert_eq!(alice.encrypt(b"x", &mut rng), Err(EncryptError::ChainExhausted));
     assert_eq!(alice.to_record(), before);
 }
 
 #[test]
 fn responder_cannot_send_before_the_first_message() {
     let (_, mut bob, mut rng) = pair(6);
-    assert_eq!(
-        bob.encrypt(b"x", &mut rng),
-        Err(EncryptError::AwaitingFirstMessage)
-    );
+    assert_eq!(bob.encrypt(b"x", &mut rng), Err(EncryptError::AwaitingFirstMessage));
 }
 
 #[test]
@@ -215,14 +179,9 @@ fn message_layout_matches_the_documented_table() {
     let sending_header_key = &alice.sending.as_ref().unwrap().header_key;
     let mut aad = vec![VERSION];
     aad.extend_from_slice(&alice.associated_data);
-    let header = sending_header_key
-        .open(&nonce, &aad, &encrypted_header)
-        .unwrap();
+    let header = sending_header_key.open(&nonce, &aad, &encrypted_header).unwrap();
     assert_eq!(header.ratchet_key, *alice.our_ratchet_key.public());
-    assert_eq!(
-        (header.previous_chain_length, header.message_number),
-        (0, 0)
-    );
+    assert_eq!((header.previous_chain_length, header.message_number), (0, 0));
 
     // The body opens under message key 0 with the same nonce, and the
     // associated data then bytes 0..69 as its AAD.
@@ -231,9 +190,7 @@ fn message_layout_matches_the_documented_table() {
     let mut aad = alice.associated_data.to_vec();
     aad.extend_from_slice(&message[..69]);
     let mut body = message[69..].to_vec();
-    let padded = aead::Key::new(&message_key)
-        .open(&nonce, &aad, &mut body)
-        .unwrap();
+    let padded = aead::Key::new(&message_key).open(&nonce, &aad, &mut body).unwrap();
     assert_eq!(padding::unpad(padded).unwrap(), b"hi");
 
     assert_eq!(&*bob.decrypt(&message, &mut rng).unwrap(), b"hi");
@@ -252,18 +209,14 @@ fn rolled_back_sender_never_reuses_a_nonce_under_a_message_key() {
     assert_eq!(&*bob.decrypt(&first, &mut rng).unwrap(), b"first");
     // The receiver already used message key 0: the second message is a
     // replay to it.
-    assert_eq!(
-        bob.decrypt(&second, &mut rng).map(|_| ()),
-        Err(DecryptError::Undecryptable)
-    );
+    assert_eq!(bob.decrypt(&second, &mut rng).map(|_| ()), Err(DecryptError::Undecryptable));
 }
 
 #[test]
 fn session_debug_is_redacted() {
     let (mut alice, mut bob, mut rng) = pair(10);
     let _lost = alice.encrypt(b"1", &mut rng).unwrap();
-    bob.decrypt(&alice.encrypt(b"2", &mut rng).unwrap(), &mut rng)
-        .unwrap();
+    bob.decrypt(&alice.encrypt(b"2", &mut rng).unwrap(), &mut rng).unwrap();
     insta::assert_snapshot!(
         format!("{alice:?}"),
         @r#"Session { sent: Some(2), received: None, skipped_keys: 0, keys: "<redacted>" }"#
@@ -278,15 +231,11 @@ fn session_debug_is_redacted() {
 fn busy_session(seed: u64) -> (Session, Session, ChaCha20Rng) {
     let (mut alice, mut bob, mut rng) = pair(seed);
     let _lost = alice.encrypt(b"a0", &mut rng).unwrap();
-    bob.decrypt(&alice.encrypt(b"a1", &mut rng).unwrap(), &mut rng)
-        .unwrap();
+    bob.decrypt(&alice.encrypt(b"a1", &mut rng).unwrap(), &mut rng).unwrap();
     let _lost = alice.encrypt(b"a2", &mut rng).unwrap();
-    alice
-        .decrypt(&bob.encrypt(b"b0", &mut rng).unwrap(), &mut rng)
-        .unwrap();
+    alice.decrypt(&bob.encrypt(b"b0", &mut rng).unwrap(), &mut rng).unwrap();
     let _lost = alice.encrypt(b"a3", &mut rng).unwrap();
-    bob.decrypt(&alice.encrypt(b"a4", &mut rng).unwrap(), &mut rng)
-        .unwrap();
+    bob.decrypt(&alice.encrypt(b"a4", &mut rng).unwrap(), &mut rng).unwrap();
     assert_eq!(bob.skipped_key_count(), 3);
     assert_eq!(bob.skipped.chains().count(), 2);
     (alice, bob, rng)
@@ -305,10 +254,7 @@ fn record_round_trip_is_byte_identical() {
         let record = session.to_record();
         assert_eq!(Session::from_record(&record).unwrap().to_record(), record);
     }
-    assert_eq!(
-        fresh_bob.to_record().len(),
-        FIXED_RECORD_BYTES - 2 * (32 + 32 + 4) - 32
-    );
+    assert_eq!(fresh_bob.to_record().len(), FIXED_RECORD_BYTES - 2 * (32 + 32 + 4) - 32);
 }
 
 #[test]
@@ -316,10 +262,7 @@ fn from_record_refuses_every_truncation_and_trailing_bytes() {
     let (_, bob, _) = busy_session(13);
     let record = bob.to_record();
     for cut in 0..record.len() {
-        assert!(
-            Session::from_record(&record[..cut]).is_err(),
-            "cut at {cut}"
-        );
+        assert!(Session::from_record(&record[..cut]).is_err(), "cut at {cut}");
     }
     let mut longer = record.to_vec();
     longer.push(0);
@@ -338,10 +281,7 @@ fn from_record_refuses_malformed_fields() {
         bad[at..at + value.len()].copy_from_slice(value);
         Session::from_record(&bad).map(|_| ()).unwrap_err()
     };
-    assert_eq!(
-        malformed(0, &[2]),
-        RecordError::Malformed(DecodeError::UnknownVersion(2))
-    );
+    assert_eq!(malformed(0, &[2]), RecordError::Malformed(DecodeError::UnknownVersion(2)));
     let their_flag = 1 + 32 + 32 + 32;
     assert_eq!(
         malformed(their_flag, &[2]),
@@ -349,10 +289,7 @@ fn from_record_refuses_malformed_fields() {
     );
     let skipped_count = record.len() - 3 * SKIPPED_KEY_RECORD_BYTES - 2 * (32 + 4) - 4;
     assert_eq!(
-        malformed(
-            skipped_count,
-            &(MAX_SKIPPED_CHAINS as u32 + 1).to_be_bytes()
-        ),
+        malformed(skipped_count, &(MAX_SKIPPED_CHAINS as u32 + 1).to_be_bytes()),
         RecordError::Malformed(DecodeError::TooLarge {
             len: MAX_SKIPPED_CHAINS + 1,
             max: MAX_SKIPPED_CHAINS
@@ -379,10 +316,7 @@ fn from_record_refuses_malformed_fields() {
     let too_long = vec![RECORD_VERSION; MAX_RECORD_BYTES + 1];
     assert_eq!(
         Session::from_record(&too_long).map(|_| ()),
-        Err(RecordError::TooLarge {
-            len: MAX_RECORD_BYTES + 1,
-            max: MAX_RECORD_BYTES
-        })
+        Err(RecordError::TooLarge { len: MAX_RECORD_BYTES + 1, max: MAX_RECORD_BYTES })
     );
 }
 
@@ -397,8 +331,6 @@ fn from_record_refuses_impossible_states() {
     bad.extend_from_slice(&record[their_flag + 1 + 32..]);
     assert_eq!(
         Session::from_record(&bad).map(|_| ()),
-        Err(RecordError::Malformed(DecodeError::Invalid(
-            "session state"
-        )))
+        Err(RecordError::Malformed(DecodeError::Invalid("session state")))
     );
 }
