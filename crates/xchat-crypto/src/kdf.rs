@@ -53,13 +53,9 @@ pub const RATCHET_ROOT_INFO: &[u8] = b"xchat/v1/ratchet/root";
 pub const RATCHET_MESSAGE_KEY: &[u8] = &[0x01];
 /// HMAC input deriving the next chain key from a chain key (KDF_CK).
 pub const RATCHET_CHAIN_KEY: &[u8] = &[0x02];
-/// HKDF info splitting a message key into AEAD key and nonce.
-pub const RATCHET_MESSAGE_INFO: &[u8] = b"xchat/v1/ratchet/message";
 
 // --- Sealed sender --------------------------------------------------------------
 
-/// HKDF info of the sealed-sender envelope key.
-pub const SEALED_SENDER_INFO: &[u8] = b"xchat/v1/sealed-sender";
 /// HKDF info of a sealed envelope's layer 1 (chain key and sender-certificate
 /// key, from the ephemeral-static agreement).
 pub const SEALED_SENDER_LAYER1_INFO: &[u8] = b"xchat/v1/sealed-sender/layer1";
