@@ -126,7 +126,7 @@ fn answer_first(
     let initiation = UnverifiedInitiation::from_bytes(initiation).ok()?;
     let responded =
         handshake::respond(&bob.identity, &bob.device, &bob.prekeys, initiation, None).ok()?;
-    if responded.their_identity != opened.sender().to_owned() {
+    if responded.their_identity != *opened.sender() {
         return None;
     }
     let mut session = Session::new_responder(responded.keys, responded.our_ratchet_key);
