@@ -55,3 +55,20 @@ fn identity_secrets_are_redacted() {
     let device = device::Device::new(&identity, 1_700_000_000_000, &mut rng());
     insta::assert_snapshot!("device_debug", format!("{device:?}"));
 }
+
+#[test]
+fn handshake_results_are_redacted() {
+    let mut rng = rng();
+    let alice = identity();
+    let alice_device = device::Device::new(&alice, 1, &mut rng);
+    let bob_seed = phrase::RecoveryPhrase::from_entropy(&[8u8; 32]).to_seed("");
+    let bob = identity::Identity::from_seed(&bob_seed).unwrap();
+    let bob_device = device::Device::new(&bob, 1, &mut rng);
+    let prekeys = xchat_crypto::bundle::PreKeys::new(&bob_device, 1, &mut rng);
+    let bundle = prekeys.bundle(&bob.public(), &bob_device, None, None).unwrap();
+    let initiated =
+        xchat_crypto::handshake::initiate(&alice, &alice_device, &bundle, &mut rng).unwrap();
+    let printed = format!("{initiated:?}");
+    assert!(printed.contains("SessionKeys(<redacted>)"), "{printed}");
+    insta::assert_snapshot!("initiated_debug", printed);
+}
