@@ -1,8 +1,8 @@
-//! The Double Ratchet against vodozemac's Olm (`vodozemac::olm::Session`),
-//! and the primitives under it.
+//! The Double Ratchet against vodozemac's Olm (`vodozemac::olm::Session`, the
+//! Matrix peer), and the primitives under it.
 //!
-//! Two workloads, 1 KiB plaintexts, each iteration one message encrypted by
-//! one side and decrypted by the other:
+//! Two workloads, 1 KiB plaintexts, each step one message encrypted by one
+//! side and decrypted by the other:
 //! - one-way: consecutive messages in one direction (symmetric steps only);
 //! - ping-pong: the direction alternates, so every message carries a new
 //!   ratchet key (a DH ratchet step per message).
@@ -10,79 +10,101 @@
 //! Primitives: one X25519 key generation plus agreement, one AES-256-GCM
 //! seal of 1 KiB (through this crate's wrappers).
 //!
-//! After criterion's groups, a table compares the time per message
-//! (median over criterion's samples).
+//! After criterion's report, a paired run times every workload in
+//! interleaved rounds (so load from other processes hits all alike) and
+//! prints the median time per message and the ratios to vodozemac.
 //!
 //! `cargo bench -p xchat-crypto --bench ratchet`
 
-// A benchmark aborts on any failure: it measures working code only.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// A benchmark measures wall time (the library never reads a clock) and
+// aborts on any failure: it measures working code only.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{Criterion, Throughput};
 use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
+use rand_core::SeedableRng;
 use vodozemac::olm::{Account, OlmMessage, Session as OlmSession, SessionConfig};
-use xchat_crypto::agreement::KeyPair;
-use xchat_crypto::ratchet::{Session, session_keys_for_tests};
+use xchat_crypto::ratchet::Session;
 use xchat_crypto::{aead, agreement};
 
 const PLAINTEXT: [u8; 1024] = [0x42; 1024];
+/// Rounds of the paired run.
+const ROUNDS: usize = 41;
+/// Messages per round and workload.
+const MESSAGES: usize = 300;
 
-/// Nanoseconds per iteration of every call criterion made, per benchmark.
-#[derive(Default)]
-struct Samples(RefCell<BTreeMap<&'static str, Vec<f64>>>);
+/// One side of a conversation, xchat's or vodozemac's.
+trait Side {
+    /// What travels: xchat's wire bytes; vodozemac's message value (handed
+    /// over without serialization, which only flatters the peer).
+    type Message;
+    fn send(&mut self, plaintext: &[u8], rng: &mut ChaCha20Rng) -> Self::Message;
+    fn receive(&mut self, message: &Self::Message, rng: &mut ChaCha20Rng);
+}
 
-impl Samples {
-    /// Runs `iters` iterations of `routine`, records and returns the time.
-    fn time(&self, id: &'static str, iters: u64, mut routine: impl FnMut()) -> Duration {
-        // Benchmarks measure wall-clock time; the library never does.
-        #[allow(clippy::disallowed_methods)]
-        let start = Instant::now();
-        for _ in 0..iters {
-            routine();
+impl Side for Session {
+    type Message = Vec<u8>;
+
+    fn send(&mut self, plaintext: &[u8], rng: &mut ChaCha20Rng) -> Vec<u8> {
+        self.encrypt(plaintext, rng).unwrap()
+    }
+
+    fn receive(&mut self, message: &Vec<u8>, rng: &mut ChaCha20Rng) {
+        black_box(self.decrypt(message, rng).unwrap());
+    }
+}
+
+impl Side for OlmSession {
+    type Message = OlmMessage;
+
+    fn send(&mut self, plaintext: &[u8], _: &mut ChaCha20Rng) -> OlmMessage {
+        self.encrypt(plaintext).unwrap()
+    }
+
+    fn receive(&mut self, message: &OlmMessage, _: &mut ChaCha20Rng) {
+        black_box(self.decrypt(message).unwrap());
+    }
+}
+
+/// Two sides after a first exchange both ways, and whose turn it is.
+struct Conversation<S> {
+    sides: [S; 2],
+    turn: usize,
+    rng: ChaCha20Rng,
+}
+
+impl<S: Side> Conversation<S> {
+    fn new(mut sides: [S; 2], mut rng: ChaCha20Rng) -> Self {
+        for (from, to) in [(0, 1), (1, 0)] {
+            let message = sides[from].send(b"hello", &mut rng);
+            sides[to].receive(&message, &mut rng);
         }
-        let elapsed = start.elapsed();
-        self.0.borrow_mut().entry(id).or_default().push(elapsed.as_nanos() as f64 / iters as f64);
-        elapsed
+        Self { sides, turn: 0, rng }
     }
 
-    /// The median time per iteration of `id`, in nanoseconds.
-    fn median(&self, id: &str) -> f64 {
-        let mut samples = self.0.borrow().get(id).cloned().unwrap_or_default();
-        samples.sort_by(f64::total_cmp);
-        samples.get(samples.len() / 2).copied().unwrap_or(f64::NAN)
+    /// One message from the side whose turn it is; `alternate` passes the turn.
+    fn step(&mut self, alternate: bool) {
+        let (from, to) = (self.turn, 1 - self.turn);
+        let message = self.sides[from].send(black_box(&PLAINTEXT), &mut self.rng);
+        self.sides[to].receive(&message, &mut self.rng);
+        if alternate {
+            self.turn = to;
+        }
     }
 }
 
-/// Two xchat sessions after a first exchange both ways, so that both have
-/// a sending and a receiving chain.
-fn xchat_pair() -> (Session, Session, ChaCha20Rng) {
-    let mut rng = ChaCha20Rng::seed_from_u64(1);
-    let mut okm = [0u8; 96];
-    rng.fill_bytes(&mut okm);
-    let responder_key = KeyPair::generate(&mut rng);
-    let mut alice = Session::new_initiator(
-        session_keys_for_tests(&okm, [7u8; 32]),
-        *responder_key.public(),
-        &mut rng,
-    )
-    .unwrap();
-    let mut bob = Session::new_responder(session_keys_for_tests(&okm, [7u8; 32]), responder_key);
-    let hello = alice.encrypt(b"hello", &mut rng).unwrap();
-    bob.decrypt(&hello, &mut rng).unwrap();
-    let reply = bob.encrypt(b"hi", &mut rng).unwrap();
-    alice.decrypt(&reply, &mut rng).unwrap();
-    (alice, bob, rng)
+fn xchat() -> Conversation<Session> {
+    let (alice, bob, rng) = common::session_pair(1);
+    Conversation::new([alice, bob], rng)
 }
 
-/// Two Olm sessions between two accounts, established both ways (past the
-/// pre-key messages).
-fn vodozemac_pair() -> (OlmSession, OlmSession) {
+fn vodozemac() -> Conversation<OlmSession> {
     let alice_account = Account::new();
     let mut bob_account = Account::new();
     bob_account.generate_one_time_keys(1);
@@ -98,143 +120,114 @@ fn vodozemac_pair() -> (OlmSession, OlmSession) {
     let OlmMessage::PreKey(hello) = alice.encrypt(b"hello").unwrap() else {
         panic!("the first message of an outbound session is a pre-key message");
     };
-    let mut bob = bob_account
+    let bob = bob_account
         .create_inbound_session(SessionConfig::version_1(), alice_account.curve25519_key(), &hello)
         .unwrap()
         .session;
-    let reply = bob.encrypt(b"hi").unwrap();
-    alice.decrypt(&reply).unwrap();
-    (alice, bob)
+    // Bob answers first so that Alice leaves the pre-key stage.
+    let mut conversation =
+        Conversation { sides: [bob, alice], turn: 0, rng: ChaCha20Rng::seed_from_u64(0) };
+    conversation.step(true);
+    conversation.step(true);
+    conversation
 }
 
-fn one_way(c: &mut Criterion, samples: &Samples) {
-    let mut group = c.benchmark_group("one_way_1KiB");
-    group.throughput(Throughput::Elements(1));
-    let (mut alice, mut bob, mut rng) = xchat_pair();
-    group.bench_function("xchat", |b| {
-        b.iter_custom(|iters| {
-            samples.time("one_way/xchat", iters, || {
-                let message = alice.encrypt(black_box(&PLAINTEXT), &mut rng).unwrap();
-                black_box(bob.decrypt(&message, &mut rng).unwrap());
-            })
-        });
-    });
-    let (mut alice, mut bob) = vodozemac_pair();
-    group.bench_function("vodozemac", |b| {
-        b.iter_custom(|iters| {
-            samples.time("one_way/vodozemac", iters, || {
-                let message = alice.encrypt(black_box(PLAINTEXT)).unwrap();
-                black_box(bob.decrypt(&message).unwrap());
-            })
-        });
-    });
-    group.finish();
+/// The primitives a message is made of.
+struct Primitives {
+    theirs: agreement::PublicKey,
+    key: aead::Key,
+    buffer: [u8; 1024],
+    counter: u64,
+    rng: ChaCha20Rng,
 }
 
-fn ping_pong(c: &mut Criterion, samples: &Samples) {
-    let mut group = c.benchmark_group("ping_pong_1KiB");
-    group.throughput(Throughput::Elements(1));
-    let (mut alice, mut bob, mut rng) = xchat_pair();
-    let mut alice_turn = true;
-    group.bench_function("xchat", |b| {
-        b.iter_custom(|iters| {
-            samples.time("ping_pong/xchat", iters, || {
-                let (from, to) =
-                    if alice_turn { (&mut alice, &mut bob) } else { (&mut bob, &mut alice) };
-                let message = from.encrypt(black_box(&PLAINTEXT), &mut rng).unwrap();
-                black_box(to.decrypt(&message, &mut rng).unwrap());
-                alice_turn = !alice_turn;
-            })
-        });
-    });
-    let (mut alice, mut bob) = vodozemac_pair();
-    let mut alice_turn = true;
-    group.bench_function("vodozemac", |b| {
-        b.iter_custom(|iters| {
-            samples.time("ping_pong/vodozemac", iters, || {
-                let (from, to) =
-                    if alice_turn { (&mut alice, &mut bob) } else { (&mut bob, &mut alice) };
-                let message = from.encrypt(black_box(PLAINTEXT)).unwrap();
-                black_box(to.decrypt(&message).unwrap());
-                alice_turn = !alice_turn;
-            })
-        });
-    });
-    group.finish();
-}
-
-fn primitives(c: &mut Criterion, samples: &Samples) {
-    let mut group = c.benchmark_group("primitives");
-    let mut rng = ChaCha20Rng::seed_from_u64(2);
-    let theirs = *KeyPair::generate(&mut rng).public();
-    group.bench_function("x25519_keygen_and_agreement", |b| {
-        b.iter_custom(|iters| {
-            samples.time("x25519", iters, || {
-                let ours = agreement::KeyPair::generate(&mut rng);
-                black_box(ours.secret().diffie_hellman(black_box(&theirs)).unwrap());
-            })
-        });
-    });
-    let key = aead::Key::new(&[9u8; 32]);
-    let mut buffer = [0u8; 1024];
-    let mut counter = 0u64;
-    group.throughput(Throughput::Bytes(1024));
-    group.bench_function("aes256gcm_seal_1KiB", |b| {
-        b.iter_custom(|iters| {
-            samples.time("aes_gcm", iters, || {
-                counter += 1;
-                let mut nonce = [0u8; aead::NONCE_BYTES];
-                nonce[4..].copy_from_slice(&counter.to_be_bytes());
-                black_box(key.seal_detached(&nonce, b"", black_box(&mut buffer)));
-            })
-        });
-    });
-    group.finish();
-}
-
-fn print_summary(samples: &Samples) {
-    // A filtered run (`cargo bench ... -- one_way`) or `--profile-time`
-    // measures only some benchmarks: no table then.
-    let all = [
-        "one_way/xchat",
-        "one_way/vodozemac",
-        "ping_pong/xchat",
-        "ping_pong/vodozemac",
-        "x25519",
-        "aes_gcm",
-    ];
-    if all.iter().any(|id| samples.median(id).is_nan()) {
-        return;
+impl Primitives {
+    fn new() -> Self {
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        let theirs = *agreement::KeyPair::generate(&mut rng).public();
+        Self { theirs, key: aead::Key::new(&[9u8; 32]), buffer: [0u8; 1024], counter: 0, rng }
     }
-    let us = |id: &str| samples.median(id) / 1_000.0;
-    println!();
-    println!("Summary: time per 1 KiB message, encrypt + decrypt (median of criterion's samples)");
-    println!();
+
+    fn x25519(&mut self) {
+        let ours = agreement::KeyPair::generate(&mut self.rng);
+        black_box(ours.secret().diffie_hellman(black_box(&self.theirs)).unwrap());
+    }
+
+    fn aes_gcm(&mut self) {
+        self.counter += 1;
+        let mut nonce = [0u8; aead::NONCE_BYTES];
+        nonce[4..].copy_from_slice(&self.counter.to_be_bytes());
+        black_box(self.key.seal_detached(&nonce, b"", black_box(&mut self.buffer)));
+    }
+}
+
+fn criterion_groups(c: &mut Criterion) {
+    for (workload, alternate) in [("one_way_1KiB", false), ("ping_pong_1KiB", true)] {
+        let mut group = c.benchmark_group(workload);
+        group.throughput(Throughput::Elements(1));
+        let mut ours = xchat();
+        group.bench_function("xchat", |b| b.iter(|| ours.step(alternate)));
+        let mut theirs = vodozemac();
+        group.bench_function("vodozemac", |b| b.iter(|| theirs.step(alternate)));
+        group.finish();
+    }
+    let mut primitives = Primitives::new();
+    let mut group = c.benchmark_group("primitives");
+    group.bench_function("x25519_keygen_and_agreement", |b| b.iter(|| primitives.x25519()));
+    group.throughput(Throughput::Bytes(1024));
+    group.bench_function("aes256gcm_seal_1KiB", |b| b.iter(|| primitives.aes_gcm()));
+    group.finish();
+}
+
+/// Microseconds per call of `routine`, over [`MESSAGES`] calls.
+fn time(mut routine: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    for _ in 0..MESSAGES {
+        routine();
+    }
+    start.elapsed().as_secs_f64() * 1e6 / MESSAGES as f64
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn paired_run() {
+    let mut ours = [xchat(), xchat()];
+    let mut theirs = [vodozemac(), vodozemac()];
+    let mut primitives = Primitives::new();
+    let mut samples: [Vec<f64>; 6] = Default::default();
+    for _ in 0..ROUNDS {
+        samples[0].push(time(|| ours[0].step(false)));
+        samples[1].push(time(|| theirs[0].step(false)));
+        samples[2].push(time(|| ours[1].step(true)));
+        samples[3].push(time(|| theirs[1].step(true)));
+        samples[4].push(time(|| primitives.x25519()));
+        samples[5].push(time(|| primitives.aes_gcm()));
+    }
+    let [one_way, olm_one_way, ping_pong, olm_ping_pong, x25519, aes_gcm] = samples.map(median);
+    println!("\nTime per 1 KiB message, encrypt + decrypt (median of {ROUNDS} paired rounds)\n");
     println!("| workload  | xchat (us) | vodozemac (us) | vodozemac / xchat | target |");
     println!("|-----------|-----------:|---------------:|------------------:|-------:|");
-    for (workload, target) in [("one_way", 5.0), ("ping_pong", 1.5)] {
-        let ours = us(&format!("{workload}/xchat"));
-        let theirs = us(&format!("{workload}/vodozemac"));
+    for (workload, ours, theirs, target) in
+        [("one_way", one_way, olm_one_way, 5.0), ("ping_pong", ping_pong, olm_ping_pong, 1.5)]
+    {
         let ratio = theirs / ours;
+        let verdict = if ratio >= target { "" } else { " (missed)" };
         println!(
-            "| {workload:<9} | {ours:>10.2} | {theirs:>14.2} | {ratio:>16.2}x | {target:>5.1}x{} |",
-            if ratio >= target { "" } else { " (missed)" }
+            "| {workload:<9} | {ours:>10.2} | {theirs:>14.2} | {ratio:>16.2}x | {target:>5.1}x{verdict} |"
         );
     }
-    println!();
     println!(
-        "Primitives: X25519 keygen + agreement {:.2} us; AES-256-GCM seal of 1 KiB {:.0} ns",
-        us("x25519"),
-        samples.median("aes_gcm")
+        "\nPrimitives: X25519 keygen + agreement {x25519:.2} us; AES-256-GCM seal of 1 KiB {:.0} ns",
+        aes_gcm * 1e3
     );
 }
 
 fn main() {
-    let samples = Samples::default();
     let mut criterion = Criterion::default().configure_from_args();
-    one_way(&mut criterion, &samples);
-    ping_pong(&mut criterion, &samples);
-    primitives(&mut criterion, &samples);
+    criterion_groups(&mut criterion);
     criterion.final_summary();
-    print_summary(&samples);
+    paired_run();
 }

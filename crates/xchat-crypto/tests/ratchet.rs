@@ -7,31 +7,16 @@
 
 use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
-use xchat_crypto::agreement::KeyPair;
 use xchat_crypto::ratchet::{
     DecryptError, EncryptError, MAX_MESSAGE_BYTES, MAX_PLAINTEXT_BYTES, MAX_SKIP,
     MAX_SKIPPED_CHAINS, MAX_SKIPPED_KEYS, MIN_MESSAGE_BYTES, Session, VERSION,
-    session_keys_for_tests,
 };
 
-/// An initiator and a responder as a handshake would leave them.
+mod common;
+
+/// An initiator and a responder as the handshake leaves them.
 fn pair(seed: u64) -> (Session, Session, ChaCha20Rng) {
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let mut okm = [0u8; 96];
-    rng.fill_bytes(&mut okm);
-    let mut associated_data = [0u8; 32];
-    rng.fill_bytes(&mut associated_data);
-    let responder_key = KeyPair::generate(&mut rng);
-    let initiator = Session::new_initiator(
-        session_keys_for_tests(&okm, associated_data),
-        *responder_key.public(),
-        &mut rng,
-    )
-    .unwrap();
-    let responder =
-        Session::new_responder(session_keys_for_tests(&okm, associated_data), responder_key);
-    (initiator, responder, rng)
+    common::session_pair(seed)
 }
 
 fn send(from: &mut Session, text: &str, rng: &mut ChaCha20Rng) -> Vec<u8> {

@@ -667,15 +667,6 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// Test support (feature `test-support`): session keys from raw bytes, as
-/// if a handshake had produced them. Production code gets [`SessionKeys`]
-/// from the handshake only.
-#[cfg(feature = "test-support")]
-#[doc(hidden)]
-pub fn session_keys_for_tests(okm: &[u8; 96], associated_data: [u8; 32]) -> SessionKeys {
-    SessionKeys::from_okm(okm, associated_data)
-}
-
 /// Why a session could not be started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RatchetError {
