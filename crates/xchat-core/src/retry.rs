@@ -1,0 +1,93 @@
+//! When and how an unacknowledged envelope is sent again.
+//!
+//! Delivery is at-least-once: an envelope stays in the outbox until what it
+//! waits for arrives (a delivery receipt for a message; the transport's
+//! acknowledgement for a receipt). Each attempt goes **direct** to the
+//! device while that may work, then to the recipient's **mailbox**, with an
+//! exponential backoff between attempts and a little jitter so that many
+//! devices coming back at once do not retry in lockstep.
+
+use std::time::Duration;
+
+use rand_core::CryptoRng;
+
+use crate::time::UnixMillis;
+
+/// Wait before the second attempt.
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(2);
+/// Longest wait between two attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
+/// Direct attempts before the envelope also goes to the mailbox.
+pub const DIRECT_ATTEMPTS: u32 = 2;
+/// After this long without what it waits for, an envelope is given up and
+/// its message marked failed. Mailboxes keep envelopes 14 days at most, so
+/// retrying longer cannot help an offline recipient.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// Where one attempt goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// Straight to the device, over a connection to it.
+    Direct,
+    /// To the recipient's mailbox, on the nodes that hold it.
+    Mailbox,
+}
+
+/// The route of attempt number `attempt` (0 is the first), given whether
+/// the device is believed reachable now.
+pub fn route(attempt: u32, reachable: bool) -> Route {
+    if reachable && attempt < DIRECT_ATTEMPTS { Route::Direct } else { Route::Mailbox }
+}
+
+/// When to try again after attempt number `attempt` (0 is the first) ended
+/// at `now`: `FIRST_BACKOFF` doubled per attempt, capped at `MAX_BACKOFF`,
+/// plus up to 10% of jitter.
+pub fn next_attempt(attempt: u32, now: UnixMillis, rng: &mut impl CryptoRng) -> UnixMillis {
+    let doublings = attempt.min(16);
+    let backoff = FIRST_BACKOFF.saturating_mul(1 << doublings).min(MAX_BACKOFF);
+    let jitter_range = u64::try_from(backoff.as_millis() / 10).unwrap_or(u64::MAX).max(1);
+    let jitter = Duration::from_millis(rng.next_u64() % jitter_range);
+    now.saturating_add(backoff + jitter)
+}
+
+/// Whether an envelope queued at `queued_at` should be given up at `now`.
+pub fn expired(queued_at: UnixMillis, now: UnixMillis) -> bool {
+    now.since(queued_at) >= GIVE_UP_AFTER
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    #[test]
+    fn backoff_doubles_then_caps_with_bounded_jitter() {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let now = UnixMillis(1_000_000);
+        let mut previous = Duration::ZERO;
+        for attempt in 0..40 {
+            let wait = next_attempt(attempt, now, &mut rng).since(now);
+            let base = FIRST_BACKOFF.saturating_mul(1 << attempt.min(16)).min(MAX_BACKOFF);
+            assert!(wait >= base && wait <= base + base / 10, "attempt {attempt}: {wait:?}");
+            assert!(wait + MAX_BACKOFF / 10 >= previous, "backoff never shrinks");
+            previous = wait;
+        }
+        assert!(previous <= MAX_BACKOFF + MAX_BACKOFF / 10);
+    }
+
+    #[test]
+    fn direct_first_then_mailbox() {
+        assert_eq!(route(0, true), Route::Direct);
+        assert_eq!(route(DIRECT_ATTEMPTS - 1, true), Route::Direct);
+        assert_eq!(route(DIRECT_ATTEMPTS, true), Route::Mailbox);
+        assert_eq!(route(0, false), Route::Mailbox);
+    }
+
+    #[test]
+    fn envelopes_are_given_up_after_the_limit() {
+        let queued = UnixMillis(0);
+        assert!(!expired(queued, queued.saturating_add(GIVE_UP_AFTER - Duration::from_millis(1))));
+        assert!(expired(queued, queued.saturating_add(GIVE_UP_AFTER)));
+    }
+}
