@@ -68,6 +68,17 @@ pub const SEALED_SENDER_LAYER2_INFO: &[u8] = b"xchat/v1/sealed-sender/layer2";
 /// HKDF info of a file's chunk-encryption key, from the file's random key.
 pub const FILE_CHUNK_KEY_INFO: &[u8] = b"xchat/v1/file/chunk-key";
 
+// --- Mailboxes (byte layouts: docs/wire.md, xchat-proto's `mailbox`) ------------
+
+/// Context of a mailbox key's signature over a fetch request.
+pub const SIG_MAILBOX_FETCH: &[u8] = b"xchat/v1/sig/mailbox-fetch";
+/// Context of a mailbox key's signature over a delete request.
+pub const SIG_MAILBOX_DELETE: &[u8] = b"xchat/v1/sig/mailbox-delete";
+/// SHA-256 prefix of a mailbox item's id, computed over the stored envelope.
+pub const MAILBOX_ITEM_ID: &[u8] = b"xchat/v1/mailbox/item-id";
+/// SHA-256 prefix of a mailbox store request's proof-of-work stamp.
+pub const MAILBOX_STAMP: &[u8] = b"xchat/v1/mailbox/stamp";
+
 // --- Safety numbers -------------------------------------------------------------
 
 /// Domain separator of the safety-number fingerprint of one identity.
