@@ -68,6 +68,13 @@ pub const SEALED_SENDER_LAYER2_INFO: &[u8] = b"xchat/v1/sealed-sender/layer2";
 /// HKDF info of a file's chunk-encryption key, from the file's random key.
 pub const FILE_CHUNK_KEY_INFO: &[u8] = b"xchat/v1/file/chunk-key";
 
+// --- Store ----------------------------------------------------------------------
+
+/// HMAC-SHA256 message under the database key whose tag the store's plaintext
+/// key header keeps, so a wrong passphrase is told apart from a damaged
+/// database before SQLCipher reads a page (`docs/storage.md`).
+pub const STORE_KEY_CHECK: &[u8] = b"xchat/v1/store/key-check";
+
 // --- Safety numbers -------------------------------------------------------------
 
 /// Domain separator of the safety-number fingerprint of one identity.
