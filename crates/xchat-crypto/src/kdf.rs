@@ -79,6 +79,13 @@ pub const MAILBOX_ITEM_ID: &[u8] = b"xchat/v1/mailbox/item-id";
 /// SHA-256 prefix of a mailbox store request's proof-of-work stamp.
 pub const MAILBOX_STAMP: &[u8] = b"xchat/v1/mailbox/stamp";
 
+// --- Store ----------------------------------------------------------------------
+
+/// HMAC-SHA256 message under the database key whose tag the store's plaintext
+/// key header keeps, so a wrong passphrase is told apart from a damaged
+/// database before SQLCipher reads a page (`docs/storage.md`).
+pub const STORE_KEY_CHECK: &[u8] = b"xchat/v1/store/key-check";
+
 // --- Safety numbers -------------------------------------------------------------
 
 /// Domain separator of the safety-number fingerprint of one identity.
