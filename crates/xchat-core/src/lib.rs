@@ -9,8 +9,23 @@
 //! (`docs/architecture.md`). That is what makes every behaviour testable
 //! deterministically, and a whole network simulable in one process.
 //!
-//! Built so far: the contact book ([`contact`]), the retry policy ([`retry`]), time ([`time`]).
+//! Main types: [`Messenger`] (`handle(now, input, rng) -> Vec<Effect>`,
+//! `next_deadline()`), [`Input`] and [`Effect`] ([`io`]), the records the
+//! store keeps ([`record`]), the contact book ([`contact`]), the retry policy
+//! ([`retry`]).
+//!
+//! Built so far: contacts and key changes, first contact through prekey
+//! bundles, texts with an outbox that retries direct then via mailbox until a
+//! delivery receipt, delivery and read receipts, vanishing timers, duplicate
+//! and hostile-input handling. Files, calls, mailbox keys and several devices
+//! per user come next.
 
 pub mod contact;
+pub mod io;
+pub mod messenger;
+pub mod record;
 pub mod retry;
 pub mod time;
+
+pub use io::{Effect, Input};
+pub use messenger::Messenger;

@@ -1,0 +1,275 @@
+//! The core's interface: the [`Input`]s it is told (events, in the past
+//! tense) and the [`Effect`]s it asks for (commands).
+//!
+//! The node carries out the effects of one input in order, with one rule
+//! that makes "no message lost" true across crashes: every [`Effect::Write`]
+//! of an input is committed in one store transaction **before** any
+//! [`Effect::Send`] or [`Effect::Notify`] of that input is carried out.
+
+use xchat_crypto::address::Address;
+use xchat_crypto::device::DeviceId;
+use xchat_crypto::signature::VerifyingKey;
+use xchat_proto::content::{MessageId, VanishingTimer};
+use zeroize::Zeroizing;
+
+use crate::contact::{Added, Contact, ContactError, ContactId};
+use crate::record::{
+    ConversationRecord, MessageRecord, OutboxEntry, OutboxId, PeerRecord, Settings, Status, Waiting,
+};
+use crate::retry::Route;
+
+/// Something that happened, told to the core.
+#[derive(Debug)]
+pub enum Input {
+    /// The user added `address` under `name` (or a new address for a known name).
+    ContactAdded {
+        /// The name the user chose.
+        name: String,
+        /// The contact's address.
+        address: Address,
+    },
+    /// The user compared safety numbers with the contact and marked it verified.
+    ContactVerified {
+        /// The contact.
+        contact: ContactId,
+    },
+    /// The user acknowledged a contact's key change without verifying.
+    KeyChangeAcknowledged {
+        /// The contact.
+        contact: ContactId,
+    },
+    /// The user sent a text.
+    TextSent {
+        /// To whom.
+        contact: ContactId,
+        /// What.
+        text: String,
+    },
+    /// The user read these incoming messages.
+    MessagesRead {
+        /// The conversation.
+        contact: ContactId,
+        /// The messages read.
+        ids: Vec<MessageId>,
+    },
+    /// The user set the conversation's vanishing timer.
+    TimerSet {
+        /// The conversation.
+        contact: ContactId,
+        /// The new timer (or off).
+        timer: VanishingTimer,
+    },
+    /// The user turned read receipts on or off.
+    ReadReceiptsSet {
+        /// Whether to send them.
+        enabled: bool,
+    },
+    /// The network fetched a contact's prekey bundles (one per device), as
+    /// encoded `xchat_proto::bundle::PreKeyRecord`s; the core verifies them.
+    BundlesFetched {
+        /// Whose bundles were asked for.
+        identity: VerifyingKey,
+        /// What came back (possibly nothing).
+        records: Vec<Vec<u8>>,
+    },
+    /// An envelope arrived (directly, or from our mailbox): an encoded
+    /// `xchat_proto::envelope::Envelope`, untrusted.
+    EnvelopeReceived {
+        /// The bytes.
+        envelope: Vec<u8>,
+    },
+    /// The network delivered an outbox entry's envelope by `route`.
+    SendAcknowledged {
+        /// The entry.
+        entry: OutboxId,
+        /// Where it went.
+        route: Route,
+    },
+    /// The network could not deliver an outbox entry's envelope.
+    SendFailed {
+        /// The entry.
+        entry: OutboxId,
+    },
+    /// A contact's device became reachable directly, or stopped being.
+    DeviceReachable {
+        /// The contact's identity.
+        identity: VerifyingKey,
+        /// The device.
+        device: DeviceId,
+        /// Whether it can be reached now.
+        reachable: bool,
+    },
+    /// Time passed: deadlines up to `now` are due (see `Messenger::next_deadline`).
+    TimePassed,
+}
+
+/// Something the core asks the node to do.
+#[derive(Debug)]
+pub enum Effect {
+    /// Keep this (all writes of one input in one transaction, first).
+    Write(Write),
+    /// Send an outbox entry's envelope (after the writes are committed).
+    Send(Send),
+    /// Look up a contact's prekey bundles; answer with `Input::BundlesFetched`.
+    FetchBundles {
+        /// Whose.
+        identity: VerifyingKey,
+    },
+    /// Publish this device's prekeys (an encoded `PreKeyRecord`).
+    PublishPreKeys {
+        /// The record.
+        record: Vec<u8>,
+    },
+    /// Tell the user (the UI, the CLI).
+    Notify(Event),
+    /// The answer to a user's command input (exactly one per command).
+    Answer(Result<Done, CommandError>),
+}
+
+/// One envelope to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Send {
+    /// The outbox entry; report the outcome with its id.
+    pub entry: OutboxId,
+    /// The recipient's identity.
+    pub identity: VerifyingKey,
+    /// The recipient device.
+    pub device: DeviceId,
+    /// Direct, or to the recipient's mailbox.
+    pub route: Route,
+    /// The encoded envelope.
+    pub envelope: Vec<u8>,
+}
+
+/// A record to keep or remove.
+#[derive(Debug)]
+pub enum Write {
+    /// This device's prekeys (an `xchat_crypto` record).
+    PreKeys(Zeroizing<Vec<u8>>),
+    /// A contact, new or changed.
+    Contact(Contact),
+    /// A contact's device and the session with it, new or changed.
+    Peer(PeerRecord),
+    /// A message of the history, new.
+    Message(MessageRecord),
+    /// A message's new status.
+    Status {
+        /// The message.
+        id: MessageId,
+        /// Its status.
+        status: Status,
+    },
+    /// A message's disappearance time (its timer started).
+    Expiry {
+        /// The message.
+        id: MessageId,
+        /// When it goes.
+        expires_at: crate::time::UnixMillis,
+    },
+    /// Remove a message (it vanished), securely.
+    DeleteMessage(MessageId),
+    /// A conversation's settings.
+    Conversation(ConversationRecord),
+    /// A message waiting for a session.
+    Waiting(Waiting),
+    /// A waiting message left for the outbox.
+    DeleteWaiting(MessageId),
+    /// An outbox entry, new or updated.
+    Outbox(OutboxEntry),
+    /// Remove an outbox entry.
+    DeleteOutbox(OutboxId),
+    /// The profile's settings.
+    Settings(Settings),
+}
+
+/// What a command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Done {
+    /// A contact was added or changed.
+    Contact(Added),
+    /// A message was written and queued.
+    MessageQueued(MessageId),
+    /// The command took effect.
+    Ok,
+}
+
+/// Why a user's command was refused. Nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// A contact-book rule.
+    #[error(transparent)]
+    Contact(#[from] ContactError),
+    /// The text is empty or too long.
+    #[error("a message has 1 to {max} bytes of text")]
+    InvalidText {
+        /// The longest text allowed.
+        max: usize,
+    },
+    /// The user's own address.
+    #[error("that is your own address")]
+    OwnAddress,
+}
+
+/// Something to show the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A message arrived.
+    MessageReceived(MessageRecord),
+    /// A message's status changed.
+    StatusChanged {
+        /// The message.
+        id: MessageId,
+        /// The conversation.
+        contact: ContactId,
+        /// Its status.
+        status: Status,
+    },
+    /// A message vanished (its timer ran out).
+    MessageExpired {
+        /// The message.
+        id: MessageId,
+    },
+    /// A contact set the conversation's vanishing timer.
+    TimerChanged {
+        /// The conversation.
+        contact: ContactId,
+        /// The timer.
+        timer: VanishingTimer,
+    },
+    /// A contact's key changed (`Input::ContactAdded` with a new address).
+    ContactKeyChanged {
+        /// The contact.
+        contact: ContactId,
+    },
+    /// Something a peer sent was refused (see [`Refusal`]); counted.
+    Refused(Refusal),
+    /// A contact sent something this version does not handle yet (files,
+    /// calls, typing); shown, never dropped silently.
+    Unsupported {
+        /// The conversation.
+        contact: ContactId,
+        /// What it was.
+        what: &'static str,
+    },
+}
+
+/// Why something a peer sent was refused. Each is counted; none stops the
+/// messenger. Most are a peer's (or an attacker's) fault; `Duplicate` is the
+/// normal trace of a retry whose first copy arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Refusal {
+    /// The bytes do not decode.
+    Malformed,
+    /// The envelope or message does not decrypt (tampered, not for us, or a
+    /// replay of an envelope already processed).
+    Undecryptable,
+    /// From an identity that is not a contact.
+    UnknownSender,
+    /// From a device its identity revoked.
+    RevokedDevice,
+    /// A message id already in the history (a retry): acknowledged again,
+    /// not shown twice.
+    Duplicate,
+    /// A bundle or certificate that does not verify, or names another identity.
+    InvalidBundle,
+}

@@ -1,0 +1,1053 @@
+//! The messenger: one state machine per profile.
+//!
+//! `Messenger::handle(now, input, rng)` applies one [`Input`] and returns the
+//! [`Effect`]s it calls for; `next_deadline()` says when `Input::TimePassed`
+//! is next due. Nothing here reads a clock, a file or a socket.
+//!
+//! Data flow of a text, end to end:
+//! 1. `TextSent`: the message is written to the history (`Write::Message`,
+//!    status `Pending`), then, for each known device of the contact, encrypted
+//!    with that device's ratchet, sealed, and written to the outbox together
+//!    with the advanced ratchet (`Write::Session`, `Write::Outbox`), then sent
+//!    (`Effect::Send`). Without a session yet, it waits (`Write::Waiting`)
+//!    and the contact's prekey bundles are fetched.
+//! 2. `EnvelopeReceived` on the other side: unsealed, the sender checked
+//!    against the contact book, decrypted, de-duplicated by message id,
+//!    written, shown, and answered with an encrypted delivery receipt.
+//! 3. The receipt takes the message's outbox entries out and marks it
+//!    `Delivered`; until then `TimePassed` resends the very same envelopes,
+//!    direct first, then to the mailbox, with backoff.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand_core::CryptoRng;
+use xchat_crypto::address::Address;
+use xchat_crypto::bundle::PreKeys;
+use xchat_crypto::device::{Device, DeviceCertificate, DeviceId};
+use xchat_crypto::handshake::{self, UnverifiedInitiation};
+use xchat_crypto::identity::{Identity, PublicIdentity};
+use xchat_crypto::ratchet::Session;
+use xchat_crypto::sealed;
+use xchat_crypto::signature::VerifyingKey;
+use xchat_proto::bundle::{self as proto_bundle, UnverifiedPreKeyRecord};
+use xchat_proto::content::{Body, Content, MessageId, Receipt, ReceiptKind, Text, VanishingTimer};
+use xchat_proto::envelope::{DeviceMessage, Envelope};
+use zeroize::Zeroizing;
+
+use crate::contact::{Added, Contact, ContactBook, ContactId};
+use crate::io::{CommandError, Done, Effect, Event, Input, Refusal, Send, Write};
+use crate::record::{
+    Awaits, ConversationRecord, Direction, FailReason, MessageRecord, OutboxEntry, OutboxId,
+    PeerRecord, Settings, Status, Waiting,
+};
+use crate::retry::{self, Route};
+use crate::time::UnixMillis;
+
+/// Message ids remembered to drop duplicates (a retry whose first copy
+/// arrived): the newest are kept.
+pub const MAX_REMEMBERED_IDS: usize = 200_000;
+/// Initiation ephemeral keys remembered per device, to refuse a replayed
+/// first message (one that used only reusable prekeys).
+pub const MAX_REMEMBERED_INITIATIONS: usize = 64;
+/// How long to wait before asking again for the bundles of a contact that
+/// messages are waiting for.
+pub const BUNDLE_REFETCH: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// A contact's device as the messenger knows it.
+#[derive(Debug)]
+pub struct PeerDevice {
+    /// Its certificate, verified against the contact's identity.
+    pub certificate: DeviceCertificate,
+    /// The session with it, once a handshake happened.
+    pub session: Option<Session>,
+    /// Our initiation, sent with every message until the device answers.
+    pub initiation: Option<Vec<u8>>,
+    /// Ephemeral keys of the initiations from it that we accepted.
+    pub accepted_initiations: Vec<[u8; 32]>,
+    /// Whether it can be reached directly now (not persisted).
+    pub reachable: bool,
+}
+
+/// Everything a messenger is made of, as the store loads it.
+#[derive(Debug, Default)]
+pub struct State {
+    /// The contacts.
+    pub contacts: Vec<Contact>,
+    /// Contacts' devices, by identity.
+    pub peers: Vec<(VerifyingKey, PeerDevice)>,
+    /// Conversations whose timer is set.
+    pub conversations: Vec<ConversationRecord>,
+    /// The outbox.
+    pub outbox: Vec<OutboxEntry>,
+    /// Messages waiting for a session.
+    pub waiting: Vec<Waiting>,
+    /// Outgoing messages that may still get receipts: id and contact.
+    pub sent: Vec<(MessageId, ContactId)>,
+    /// Incoming messages not read yet: id, contact, timer.
+    pub unread: Vec<(MessageId, ContactId, VanishingTimer)>,
+    /// Messages whose timer runs: id and when they go.
+    pub expiring: Vec<(MessageId, UnixMillis)>,
+    /// Recently received message ids, oldest first.
+    pub received: Vec<MessageId>,
+    /// The settings.
+    pub settings: Settings,
+}
+
+/// The messenger of one profile on one device.
+pub struct Messenger {
+    identity: Identity,
+    public: PublicIdentity,
+    device: Device,
+    prekeys: PreKeys,
+    contacts: ContactBook,
+    peers: BTreeMap<[u8; 32], BTreeMap<DeviceId, PeerDevice>>,
+    timers: BTreeMap<ContactId, VanishingTimer>,
+    outbox: BTreeMap<OutboxId, OutboxEntry>,
+    next_outbox_id: u64,
+    waiting: BTreeMap<MessageId, Waiting>,
+    refetch_at: BTreeMap<ContactId, UnixMillis>,
+    sent: BTreeMap<MessageId, ContactId>,
+    unread: BTreeMap<MessageId, (ContactId, VanishingTimer)>,
+    expiring: BTreeSet<(UnixMillis, MessageId)>,
+    received: BTreeSet<MessageId>,
+    received_order: std::collections::VecDeque<MessageId>,
+    /// Hashes of envelopes that carried a text, to answer a retry of an
+    /// envelope already processed (the ratchet refuses to decrypt it twice)
+    /// with a new delivery receipt. In memory only, for now.
+    envelopes: BTreeMap<[u8; 32], (ContactId, MessageId)>,
+    envelope_order: std::collections::VecDeque<[u8; 32]>,
+    settings: Settings,
+    refusals: BTreeMap<Refusal, u64>,
+}
+
+impl std::fmt::Debug for Messenger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Messenger")
+            .field("identity", self.public.signing_key())
+            .field("device", &self.device.id())
+            .field("contacts", &self.contacts.len())
+            .field("outbox", &self.outbox.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Messenger {
+    /// A messenger for `identity` on `device`, with `prekeys`, restored from
+    /// `state` (empty for a new profile).
+    ///
+    /// # Errors
+    /// [`crate::contact::ContactError`] when the stored contacts clash.
+    pub fn new(
+        identity: Identity,
+        device: Device,
+        prekeys: PreKeys,
+        state: State,
+    ) -> Result<Self, crate::contact::ContactError> {
+        let public = identity.public();
+        let mut peers: BTreeMap<[u8; 32], BTreeMap<DeviceId, PeerDevice>> = BTreeMap::new();
+        for (identity, peer) in state.peers {
+            peers
+                .entry(identity.to_bytes())
+                .or_default()
+                .insert(peer.certificate.device_id(), peer);
+        }
+        let next_outbox_id = state.outbox.iter().map(|e| e.id.0 + 1).max().unwrap_or(1);
+        let mut messenger = Self {
+            identity,
+            public,
+            device,
+            prekeys,
+            contacts: ContactBook::from_records(state.contacts)?,
+            peers,
+            timers: state.conversations.iter().map(|c| (c.contact, c.timer)).collect(),
+            outbox: state.outbox.into_iter().map(|e| (e.id, e)).collect(),
+            next_outbox_id,
+            waiting: state.waiting.into_iter().map(|w| (w.message, w)).collect(),
+            refetch_at: BTreeMap::new(),
+            sent: state.sent.into_iter().collect(),
+            unread: state.unread.into_iter().map(|(id, c, t)| (id, (c, t))).collect(),
+            expiring: state.expiring.into_iter().map(|(id, at)| (at, id)).collect(),
+            received: BTreeSet::new(),
+            received_order: std::collections::VecDeque::new(),
+            envelopes: BTreeMap::new(),
+            envelope_order: std::collections::VecDeque::new(),
+            settings: state.settings,
+            refusals: BTreeMap::new(),
+        };
+        for id in state.received {
+            messenger.remember_received(id);
+        }
+        // Messages that were waiting for a session: ask for bundles at once.
+        let contacts: BTreeSet<ContactId> = messenger.waiting.values().map(|w| w.contact).collect();
+        for contact in contacts {
+            messenger.refetch_at.insert(contact, UnixMillis(0));
+        }
+        Ok(messenger)
+    }
+
+    /// This profile's public identity.
+    pub fn identity(&self) -> &PublicIdentity {
+        &self.public
+    }
+
+    /// This profile's address.
+    pub fn address(&self) -> Address {
+        Address::from_key(*self.public.signing_key())
+    }
+
+    /// This device's certificate.
+    pub fn device(&self) -> &DeviceCertificate {
+        self.device.certificate()
+    }
+
+    /// The contact book.
+    pub fn contacts(&self) -> &ContactBook {
+        &self.contacts
+    }
+
+    /// How often each kind of refusal happened since start.
+    pub fn refusals(&self) -> &BTreeMap<Refusal, u64> {
+        &self.refusals
+    }
+
+    /// Envelopes waiting in the outbox.
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// This device's prekeys as a record to publish (an encoded
+    /// `xchat_proto::bundle::PreKeyRecord` holding the whole publication).
+    ///
+    /// # Errors
+    /// Never for a consistent messenger (the prekeys are this device's).
+    pub fn prekey_record(
+        &self,
+        now: UnixMillis,
+    ) -> Result<Vec<u8>, xchat_crypto::bundle::PreKeyError> {
+        let publication = self.prekeys.publication(&self.public, &self.device)?;
+        let record = proto_bundle::PreKeyRecord {
+            published_at_ms: now.0,
+            prekeys: proto_bundle::PreKeys::Publication(publication),
+        };
+        Ok(record.encode())
+    }
+
+    /// When `Input::TimePassed` is next due: the earliest vanishing message,
+    /// outbox retry or bundle refetch.
+    pub fn next_deadline(&self) -> Option<UnixMillis> {
+        let expiry = self.expiring.first().map(|(at, _)| *at);
+        let retry = self.outbox.values().map(|e| e.next_attempt_at).min();
+        let refetch = self.refetch_at.values().min().copied();
+        [expiry, retry, refetch].into_iter().flatten().min()
+    }
+
+    /// Applies `input` at `now` and returns what to do, in order. See the
+    /// crate doc for the commit rule the node follows.
+    pub fn handle(
+        &mut self,
+        now: UnixMillis,
+        input: Input,
+        rng: &mut impl CryptoRng,
+    ) -> Vec<Effect> {
+        let mut out = Vec::new();
+        match input {
+            Input::ContactAdded { name, address } => {
+                let answer = self.add_contact(&name, &address, now, rng, &mut out);
+                out.push(Effect::Answer(answer));
+            }
+            Input::ContactVerified { contact } => {
+                let result = self.contacts.verify(contact).cloned();
+                contact_command(result, &mut out);
+            }
+            Input::KeyChangeAcknowledged { contact } => {
+                let result = self.contacts.acknowledge_key_change(contact).cloned();
+                let acknowledged = result.is_ok();
+                contact_command(result, &mut out);
+                if acknowledged {
+                    self.flush_waiting(contact, now, rng, &mut out);
+                }
+            }
+            Input::TextSent { contact, text } => {
+                let answer = self.send_text(contact, text, now, rng, &mut out);
+                out.push(Effect::Answer(answer));
+            }
+            Input::MessagesRead { contact, ids } => {
+                self.mark_read(contact, &ids, now, rng, &mut out);
+                out.push(Effect::Answer(Ok(Done::Ok)));
+            }
+            Input::TimerSet { contact, timer } => {
+                let answer = self.set_timer(contact, timer, now, rng, &mut out);
+                out.push(Effect::Answer(answer));
+            }
+            Input::ReadReceiptsSet { enabled } => {
+                self.settings.read_receipts = enabled;
+                out.push(Effect::Write(Write::Settings(self.settings)));
+                out.push(Effect::Answer(Ok(Done::Ok)));
+            }
+            Input::BundlesFetched { identity, records } => {
+                self.bundles_fetched(&identity, &records, now, rng, &mut out);
+            }
+            Input::EnvelopeReceived { envelope } => self.receive(&envelope, now, rng, &mut out),
+            Input::SendAcknowledged { entry, route } => self.acknowledged(entry, route, &mut out),
+            Input::SendFailed { entry } => {
+                // The retry is already scheduled; a device that failed is
+                // not reachable directly.
+                if let Some(entry) = self.outbox.get(&entry) {
+                    let (identity, device) = (entry.identity, entry.device);
+                    if let Some(peer) = self.peer_mut(&identity, device) {
+                        peer.reachable = false;
+                    }
+                }
+            }
+            Input::DeviceReachable { identity, device, reachable } => {
+                if let Some(peer) = self.peer_mut(&identity, device) {
+                    peer.reachable = reachable;
+                }
+                if reachable {
+                    // Whatever waits for that device goes now.
+                    for entry in self.outbox.values_mut() {
+                        if entry.identity == identity && entry.device == device {
+                            entry.next_attempt_at = entry.next_attempt_at.min(now);
+                        }
+                    }
+                    self.retry_due(now, rng, &mut out);
+                }
+            }
+            Input::TimePassed => self.time_passed(now, rng, &mut out),
+        }
+        out
+    }
+}
+
+/// The effects of a contact command: its write, then its answer.
+fn contact_command(result: Result<Contact, crate::contact::ContactError>, out: &mut Vec<Effect>) {
+    match result {
+        Ok(contact) => {
+            out.push(Effect::Write(Write::Contact(contact)));
+            out.push(Effect::Answer(Ok(Done::Ok)));
+        }
+        Err(error) => out.push(Effect::Answer(Err(error.into()))),
+    }
+}
+
+// Commands from the user.
+impl Messenger {
+    fn add_contact(
+        &mut self,
+        name: &str,
+        address: &Address,
+        now: UnixMillis,
+        rng: &mut impl CryptoRng,
+        out: &mut Vec<Effect>,
+    ) -> Result<Done, CommandError> {
+        if address.key() == self.public.signing_key() {
+            return Err(CommandError::OwnAddress);
+        }
+        let added = self.contacts.add(name, address, now, rng)?;
+        let (Added::New(id) | Added::Unchanged(id) | Added::KeyChanged(id)) = added;
+        if let Some(contact) = self.contacts.get(id) {
+            out.push(Effect::Write(Write::Contact(contact.clone())));
+            if !matches!(added, Added::Unchanged(_)) {
+                out.push(Effect::FetchBundles { identity: contact.identity });
+            }
+        }
+        if matches!(added, Added::KeyChanged(_)) {
+            out.push(Effect::Notify(Event::ContactKeyChanged { contact: id }));
+        }
+        Ok(Done::Contact(added))
+    }
+
+    fn send_text(
+        &mut self,
+        contact: ContactId,
+        text: String,
+        now: UnixMillis,
+        rng: &mut impl CryptoRng,
+        out: &mut Vec<Effect>,
+    ) -> Result<Done, CommandError> {
+        self.contacts.check_can_send(contact)?;
+        let text = Text::new(text)
+            .map_err(|_| CommandError::InvalidText { max: xchat_proto::content::MAX_TEXT_BYTES })?;
+        let id = MessageId::random(rng);
+        let timer = self.timer(contact);
+        let record = MessageRecord {
+            id,
+            contact,
+            direction: Direction::Outgoing,
+            sent_at: now,
+            received_at: now,
+            text: text.as_str().to_owned(),
+            status: Status::Pending,
+            timer,
+            expires_at: timer.duration().map(|d| now.saturating_add(d)),
+        };
+        if let Some(at) = record.expires_at {
+            self.expiring.insert((at, id));
+        }
+        out.push(Effect::Write(Write::Message(record)));
+        self.sent.insert(id, contact);
+        let content = Content { id, sent_at_ms: now.0, timer, body: Body::Text(text) };
+        self.send_content(contact, &content, Awaits::Receipt, now, rng, out);
+        Ok(Done::MessageQueued(id))
+    }
+
+    fn set_timer(
+        &mut self,
+        contact: ContactId,
+        timer: VanishingTimer,
+        now: UnixMillis,
+        rng: &mut impl CryptoRng,
+        out: &mut Vec<Effect>,
+    ) -> Result<Done, CommandError> {
+        self.contacts.check_can_send(contact)?;
+        self.timers.insert(contact, timer);
+        out.push(Effect::Write(Write::Conversation(ConversationRecord { contact, timer })));
+        let content = Content {
+            id: MessageId::random(rng),
+            sent_at_ms: now.0,
+            timer,
+            body: Body::TimerChange(timer),
+        };
+        self.send_content(contact, &content, Awaits::Transport, now, rng, out);
+        Ok(Done::Ok)
+    }
+
+    fn mark_read(
+        &mut self,
+        contact: ContactId,
+        ids: &[MessageId],
+        now: UnixMillis,
+        rng: &mut impl CryptoRng,
+        out: &mut Vec<Effect>,
+    ) {
+        let mut read = Vec::new();
+        for id in ids {
+            // Only unread messages of this conversation: the UI may repeat itself.
+            match self.unread.get(id) {
+                Some((owner, _)) if *owner == contact => {}
+                _ => continue,
+            }
+            let Some((_, timer)) = self.unread.remove(id) else { continue };
+            out.push(Effect::Write(Write::Status { id: *id, status: Status::Seen }));
+            if let Some(duration) = timer.duration() {
+                // The timer of a received message starts when it is read.
+                let expires_at = now.saturating_add(duration);
+                self.expiring.insert((expires_at, *id));
+                out.push(Effect::Write(Write::Expiry { id: *id, expires_at }));
+            }
+            read.push(*id);
+        }
+        if self.settings.read_receipts && !read.is_empty() {
+            for chunk in read.chunks(xchat_proto::content::MAX_RECEIPT_IDS) {
+                self.send_receipt(contact, ReceiptKind::Read, chunk.to_vec(), now, rng, out);
+            }
+        }
+    }
+
+    fn timer(&self, contact: ContactId) -> VanishingTimer {
+        self.timers.get(&contact).copied().unwrap_or(VanishingTimer::OFF)
+    }
+}
+
+// Sessions and the outbox.
+impl Messenger {
+    fn peer_mut(&mut self, identity: &VerifyingKey, device: DeviceId) -> Option<&mut PeerDevice> {
+        self.peers.get_mut(&identity.to_bytes())?.get_mut(&device)
+    }
+
+    /// Encrypts `content` to every device of `contact` that has a session; if
+    /// none has, keeps it waiting and asks for the contact's bundles.
+    fn send_content(
+        &mut self,
+        contact: ContactId,
+        content: &Content,
+        awaits: Awaits,
+        now: UnixMillis,
+        rng: &mut impl CryptoRng,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(identity) = self.contacts.get(contact).map(|c| c.identity) else { return };
+        let plaintext = content.encode();
+        let devices: Vec<DeviceId> = self
+            .peers
+            .get(&identity.to_bytes())
+            .map(|devices| {
+                devices.iter().filter(|(_, p)| p.session.is_some()).map(|(id, _)| *id).collect()
+            })
+            .unwrap_or_default();
+        if devices.is_empty() {
+            if awaits == Awaits::Receipt {
+                let waiting = Waiting { message: content.id, contact, content: plaintext };
+                out.push(Effect::Write(Write::Waiting(waiting.clone())));
+                self.waiting.insert(content.id, waiting);
+                self.refetch_at.insert(contact, now.saturating_add(BUNDLE_REFETCH));
+                out.push(Effect::FetchBundles { identity });
+            }
+            return;
+        }
+        for device in devices {
+            self.encrypt_to(&identity, device, content.id, &plaintext, awaits, now, rng, out);
+        }
+    }
+
+    fn send_receipt(
+        &mut self,
+        contact: ContactId,
+        kind: ReceiptKind,
+        ids: Vec<MessageId>,
+        now: UnixMillis,
+        rng: &mut impl CryptoRng,
+        out: &mut Vec<Effect>,
+    ) {
+        let Ok(receipt) = Receipt::new(kind, ids) else { return };
+        let content = Content {
+            id: MessageId::random(rng),
+            sent_at_ms: now.0,
+            timer: VanishingTimer::OFF,
+            body: Body::Receipt(receipt),
+        };
+        self.send_content(contact, &content, Awaits::Transport, now, rng, out);
+    }
+
+    /// Encrypts, seals and queues one envelope for one device, and sends its
+    /// first attempt. The advanced ratchet and the outbox entry are written
+    /// together, so a retry after a crash sends the same bytes.
+    #[allow(clippy::too_many_arguments)]
+    fn encrypt_to(
+        &mut self,
+        identity: &VerifyingKey,
+        device: DeviceId,
+        message: MessageId,
+        plaintext: &[u8],
+        awaits: Awaits,
+        now: UnixMillis,
+        rng: &mut impl CryptoRng,
+        out: &mut Vec<Effect>,
+    ) {
+        let public = self.public;
+        let Some(peer) = self.peers.get_mut(&identity.to_bytes()).and_then(|d| d.get_mut(&device))
+        else {
+            return;
+        };
+        let Some(session) = peer.session.as_mut() else { return };
+        let Ok(ratchet) = session.encrypt(plaintext, rng) else { return };
+        let device_message = match &peer.initiation {
+            Some(initiation) => DeviceMessage::first(initiation.clone(), ratchet),
+            None => DeviceMessage::ratchet(ratchet),
+        };
+        let Ok(device_message) = device_message else { return };
+        let recipient = *peer.certificate.agreement_key();
+        let Ok(sealed) =
+            sealed::seal(&public, &self.device, &recipient, &device_message.encode(), rng)
+        else {
+            return;
+        };
+        let Ok(envelope) = Envelope::new(sealed) else { return };
+        let route = retry::route(0, peer.reachable);
+        out.push(Effect::Write(peer_write(identity, peer)));
+        let id = OutboxId(self.next_outbox_id);
+        self.next_outbox_id += 1;
+        let entry = OutboxEntry {
+            id,
+            message,
+            identity: *identity,
+            device,
+            envelope: envelope.encode(),
+            awaits,
+            attempts: 1,
+            next_attempt_at: retry::next_attempt(0, now, rng),
+            queued_at: now,
+            reached: None,
+        };
+        out.push(Effect::Write(Write::Outbox(entry.clone())));
+        out.push(Effect::Send(Send {
+            entry: id,
+            identity: *identity,
+            device,
+            route,
+            envelope: entry.envelope.clone(),
+        }));
+        self.outbox.insert(id, entry);
+    }
+
+    /// Sends every outbox entry whose retry is due.
+    fn retry_due(&mut self, now: UnixMillis, rng: &mut impl CryptoRng, out: &mut Vec<Effect>) {
+        let due: Vec<OutboxId> =
+            self.outbox.values().filter(|e| e.next_attempt_at <= now).map(|e| e.id).collect();
+        for id in due {
+            let Some(mut entry) = self.outbox.remove(&id) else { continue };
+            if retry::expired(entry.queued_at, now) {
+                out.push(Effect::Write(Write::DeleteOutbox(id)));
+                if entry.awaits == Awaits::Receipt && entry.reached.is_none() {
+                    self.fail(entry.message, FailReason::Undeliverable, out);
+                }
+                continue;
+            }
+            let reachable = self
+                .peers
+                .get(&entry.identity.to_bytes())
+                .and_then(|d| d.get(&entry.device))
+                .is_some_and(|p| p.reachable);
+            let route = retry::route(entry.attempts, reachable);
+            entry.next_attempt_at = retry::next_attempt(entry.attempts, now, rng);
+            entry.attempts = entry.attempts.saturating_add(1);
+            out.push(Effect::Write(Write::Outbox(entry.clone())));
+            out.push(Effect::Send(Send {
+                entry: id,
+                identity: entry.identity,
+                device: entry.device,
+                route,
+                envelope: entry.envelope.clone(),
+            }));
+            self.outbox.insert(id, entry);
+        }
+    }
+
+    fn fail(&mut self, message: MessageId, reason: FailReason, out: &mut Vec<Effect>) {
+        let Some(contact) = self.sent.remove(&message) else { return };
+        let status = Status::Failed(reason);
+        out.push(Effect::Write(Write::Status { id: message, status }));
+        out.push(Effect::Notify(Event::StatusChanged { id: message, contact, status }));
+    }
+
+    fn acknowledged(&mut self, id: OutboxId, route: Route, out: &mut Vec<Effect>) {
+        let Some(entry) = self.outbox.get_mut(&id) else { return };
+        if entry.awaits == Awaits::Transport {
+            self.outbox.remove(&id);
+            out.push(Effect::Write(Write::DeleteOutbox(id)));
+            return;
+        }
+        // A message stays in the outbox until its delivery receipt; the
+        // network's acknowledgement only tells the user how far it got.
+        if entry.reached == Some(Route::Direct) {
+            return;
+        }
+        entry.reached = Some(route);
+        let message = entry.message;
+        out.push(Effect::Write(Write::Outbox(entry.clone())));
+        if let Some(contact) = self.sent.get(&message).copied() {
+            let status = match route {
+                Route::Direct => Status::Sent,
+                Route::Mailbox => Status::InMailbox,
+            };
+            out.push(Effect::Write(Write::Status { id: message, status }));
+            out.push(Effect::Notify(Event::StatusChanged { id: message, contact, status }));
+        }
+    }
+
+    /// Starts sessions with the devices of `identity` from fetched bundles,
+    /// then sends what was waiting for them.
+    fn bundles_fetched(
+        &mut self,
+        identity: &VerifyingKey,
+        records: &[Vec<u8>],
+        now: UnixMillis,
+        rng: &mut impl CryptoRng,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(contact) = self.contacts.by_identity(identity).map(|c| c.id) else { return };
+        for bytes in records {
+            let bundle = UnverifiedPreKeyRecord::decode(bytes)
+                .ok()
+                .and_then(|record| record.verify(Some(identity)).ok())
+                .map(|record| match record.prekeys {
+                    proto_bundle::PreKeys::Bundle(bundle) => bundle,
+                    proto_bundle::PreKeys::Publication(mut publication) => {
+                        publication.take_bundle()
+                    }
+                });
+            let Some(bundle) = bundle else {
+                self.refuse(Refusal::InvalidBundle, out);
+                continue;
+            };
+            let device = bundle.device().device_id();
+            let known = self.peers.get(&identity.to_bytes()).and_then(|d| d.get(&device));
+            if known.is_some_and(|p| p.session.is_some()) {
+                continue;
+            }
+            let Ok(initiated) = handshake::initiate(&self.identity, &self.device, &bundle, rng)
+            else {
+                self.refuse(Refusal::InvalidBundle, out);
+                continue;
+            };
+            let Ok(session) =
+                Session::new_initiator(initiated.keys, initiated.their_ratchet_key, rng)
+            else {
+                self.refuse(Refusal::InvalidBundle, out);
+                continue;
+            };
+            let peer = PeerDevice {
+                certificate: *bundle.device(),
+                session: Some(session),
+                initiation: Some(initiated.initiation.to_bytes()),
+                accepted_initiations: Vec::new(),
+                reachable: false,
+            };
+            out.push(Effect::Write(peer_write(identity, &peer)));
+            self.peers.entry(identity.to_bytes()).or_default().insert(device, peer);
+        }
+        self.flush_waiting(contact, now, rng, out);
+    }
+
+    /// Sends the messages waiting for a session with `contact`, if one exists
+    /// now and sending is allowed.
+    fn flush_waiting(
+        &mut self,
+        contact: ContactId,
+        now: UnixMillis,
+        rng: &mut impl CryptoRng,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(identity) = self.contacts.get(contact).map(|c| c.identity) else { return };
+        if self.contacts.check_can_send(contact).is_err() {
+            return;
+        }
+        let has_session = self
+            .peers
+            .get(&identity.to_bytes())
+            .is_some_and(|d| d.values().any(|p| p.session.is_some()));
+        if !has_session {
+            return;
+        }
+        self.refetch_at.remove(&contact);
+        let ids: Vec<MessageId> =
+            self.waiting.values().filter(|w| w.contact == contact).map(|w| w.message).collect();
+        for id in ids {
+            let Some(waiting) = self.waiting.remove(&id) else { continue };
+            out.push(Effect::Write(Write::DeleteWaiting(id)));
+            let devices: Vec<DeviceId> = self
+                .peers
+                .get(&identity.to_bytes())
+                .map(|d| d.iter().filter(|(_, p)| p.session.is_some()).map(|(id, _)| *id).collect())
+                .unwrap_or_default();
+            for device in devices {
+                self.encrypt_to(
+                    &identity,
+                    device,
+                    id,
+                    &waiting.content,
+                    Awaits::Receipt,
+                    now,
+                    rng,
+                    out,
+                );
+            }
+        }
+    }
+
+    fn refuse(&mut self, refusal: Refusal, out: &mut Vec<Effect>) {
+        *self.refusals.entry(refusal).or_default() += 1;
+        out.push(Effect::Notify(Event::Refused(refusal)));
+    }
+}
+
+/// The write that keeps a peer device's whole state.
+fn peer_write(identity: &VerifyingKey, peer: &PeerDevice) -> Write {
+    Write::Peer(PeerRecord {
+        identity: *identity,
+        certificate: peer.certificate.to_bytes(),
+        session: peer.session.as_ref().map(Session::to_record),
+        initiation: peer.initiation.clone(),
+        accepted_initiations: peer.accepted_initiations.clone(),
+    })
+}
+
+// Receiving.
+impl Messenger {
+    fn receive(
+        &mut self,
+        bytes: &[u8],
+        now: UnixMillis,
+        rng: &mut impl CryptoRng,
+        out: &mut Vec<Effect>,
+    ) {
+        let hash = xchat_crypto::kdf::sha256(&[bytes]);
+        if let Some(&(contact, id)) = self.envelopes.get(&hash) {
+            // A retry of an envelope already read: its receipt was lost.
+            self.refuse(Refusal::Duplicate, out);
+            return self.send_receipt(contact, ReceiptKind::Delivered, vec![id], now, rng, out);
+        }
+        let Ok(envelope) = Envelope::decode(bytes) else {
+            return self.refuse(Refusal::Malformed, out);
+        };
+        let Ok(opened) = sealed::open(&self.device, envelope.sealed()) else {
+            return self.refuse(Refusal::Undecryptable, out);
+        };
+        let identity = *opened.sender().signing_key();
+        let certificate = *opened.sender_device();
+        let Some(contact) = self.contacts.by_identity(&identity).map(|c| c.id) else {
+            return self.refuse(Refusal::UnknownSender, out);
+        };
+        let Ok(message) = DeviceMessage::decode(opened.payload()) else {
+            return self.refuse(Refusal::Malformed, out);
+        };
+        let plaintext = match self.decrypt(&identity, certificate, &message, rng, out) {
+            Ok(plaintext) => plaintext,
+            Err(refusal) => return self.refuse(refusal, out),
+        };
+        let Ok(content) = Content::decode(&plaintext) else {
+            return self.refuse(Refusal::Malformed, out);
+        };
+        if matches!(content.body, Body::Text(_)) {
+            self.envelopes.insert(hash, (contact, content.id));
+            self.envelope_order.push_back(hash);
+            if self.envelope_order.len() > MAX_REMEMBERED_IDS
+                && let Some(oldest) = self.envelope_order.pop_front()
+            {
+                self.envelopes.remove(&oldest);
+            }
+        }
+        self.received_content(contact, &identity, certificate.device_id(), content, now, rng, out);
+    }
+
+    /// Decrypts a device message, starting a session if it carries an
+    /// initiation. Compute, then commit: nothing changes unless it decrypts.
+    fn decrypt(
+        &mut self,
+        identity: &VerifyingKey,
+        certificate: DeviceCertificate,
+        message: &DeviceMessage,
+        rng: &mut impl CryptoRng,
+        out: &mut Vec<Effect>,
+    ) -> Result<Zeroizing<Vec<u8>>, Refusal> {
+        let device = certificate.device_id();
+        let devices = self.peers.entry(identity.to_bytes()).or_default();
+        let accepted = message.initiation().and_then(|bytes| {
+            let initiation = UnverifiedInitiation::from_bytes(bytes).ok()?;
+            let ephemeral = *initiation.ephemeral_key().as_bytes();
+            let known = devices.get(&device).is_some_and(|p| {
+                p.session.is_some() && p.accepted_initiations.contains(&ephemeral)
+            });
+            Some((initiation, ephemeral, known))
+        });
+        if message.initiation().is_some() && accepted.is_none() {
+            return Err(Refusal::Malformed);
+        }
+        let plaintext = match accepted {
+            Some((initiation, ephemeral, false)) => {
+                // A new session: answer the handshake, decrypt, and only then
+                // consume the one-time prekeys and keep the session.
+                let responded = handshake::respond(
+                    &self.identity,
+                    &self.device,
+                    &self.prekeys,
+                    initiation,
+                    Some(identity),
+                )
+                .map_err(|_| Refusal::Undecryptable)?;
+                if responded.their_device != certificate {
+                    return Err(Refusal::Undecryptable);
+                }
+                let mut session = Session::new_responder(responded.keys, responded.our_ratchet_key);
+                let plaintext = session
+                    .decrypt(message.ratchet_message(), rng)
+                    .map_err(|_| Refusal::Undecryptable)?;
+                if self.prekeys.consume(responded.prekey_use).is_ok() {
+                    out.push(Effect::Write(Write::PreKeys(self.prekeys.to_record())));
+                }
+                let devices = self.peers.entry(identity.to_bytes()).or_default();
+                let previous = devices.remove(&device);
+                let mut accepted_initiations =
+                    previous.map(|p| p.accepted_initiations).unwrap_or_default();
+                if accepted_initiations.len() >= MAX_REMEMBERED_INITIATIONS {
+                    accepted_initiations.remove(0);
+                }
+                accepted_initiations.push(ephemeral);
+                devices.insert(
+                    device,
+                    PeerDevice {
+                        certificate,
+                        session: Some(session),
+                        initiation: None,
+                        accepted_initiations,
+                        reachable: false,
+                    },
+                );
+                plaintext
+            }
+            // A retry of a first message, or an ordinary message: the
+            // session decrypts it (and refuses a replay).
+            _ => {
+                let devices = self.peers.entry(identity.to_bytes()).or_default();
+                let peer = devices.get_mut(&device).ok_or(Refusal::Undecryptable)?;
+                if peer.certificate != certificate {
+                    return Err(Refusal::Undecryptable);
+                }
+                let session = peer.session.as_mut().ok_or(Refusal::Undecryptable)?;
+                let plaintext = session
+                    .decrypt(message.ratchet_message(), rng)
+                    .map_err(|_| Refusal::Undecryptable)?;
+                // The device answered on our session: it has it, so our
+                // initiation need not travel any more.
+                if message.initiation().is_none() {
+                    peer.initiation = None;
+                }
+                plaintext
+            }
+        };
+        if let Some(peer) = self.peers.get(&identity.to_bytes()).and_then(|d| d.get(&device)) {
+            out.push(Effect::Write(peer_write(identity, peer)));
+        }
+        Ok(plaintext)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn received_content(
+        &mut self,
+        contact: ContactId,
+        identity: &VerifyingKey,
+        device: DeviceId,
+        content: Content,
+        now: UnixMillis,
+        rng: &mut impl CryptoRng,
+        out: &mut Vec<Effect>,
+    ) {
+        match content.body {
+            Body::Text(text) => {
+                if !self.remember_received(content.id) {
+                    // A retry whose first copy arrived: say so again, once.
+                    self.refuse(Refusal::Duplicate, out);
+                } else {
+                    let record = MessageRecord {
+                        id: content.id,
+                        contact,
+                        direction: Direction::Incoming,
+                        sent_at: UnixMillis(content.sent_at_ms),
+                        received_at: now,
+                        text: text.into_string(),
+                        status: Status::Unread,
+                        timer: content.timer,
+                        expires_at: None,
+                    };
+                    self.unread.insert(content.id, (contact, content.timer));
+                    out.push(Effect::Write(Write::Message(record.clone())));
+                    out.push(Effect::Notify(Event::MessageReceived(record)));
+                }
+                self.send_receipt(contact, ReceiptKind::Delivered, vec![content.id], now, rng, out);
+            }
+            Body::Receipt(receipt) => {
+                self.received_receipt(contact, identity, device, &receipt, out);
+            }
+            Body::TimerChange(timer) => {
+                if self.remember_received(content.id) {
+                    self.timers.insert(contact, timer);
+                    out.push(Effect::Write(Write::Conversation(ConversationRecord {
+                        contact,
+                        timer,
+                    })));
+                    out.push(Effect::Notify(Event::TimerChanged { contact, timer }));
+                }
+            }
+            Body::File(_) => out.push(Effect::Notify(Event::Unsupported { contact, what: "file" })),
+            Body::Call(_) => out.push(Effect::Notify(Event::Unsupported { contact, what: "call" })),
+            Body::Typing(_) => {}
+        }
+    }
+
+    fn received_receipt(
+        &mut self,
+        contact: ContactId,
+        identity: &VerifyingKey,
+        device: DeviceId,
+        receipt: &Receipt,
+        out: &mut Vec<Effect>,
+    ) {
+        for id in receipt.message_ids() {
+            // Only receipts for our messages to this very contact count.
+            if self.sent.get(id) != Some(&contact) {
+                continue;
+            }
+            let done: Vec<OutboxId> = self
+                .outbox
+                .values()
+                .filter(|e| e.message == *id && e.identity == *identity && e.device == device)
+                .map(|e| e.id)
+                .collect();
+            for entry in done {
+                self.outbox.remove(&entry);
+                out.push(Effect::Write(Write::DeleteOutbox(entry)));
+            }
+            let status = match receipt.kind() {
+                ReceiptKind::Delivered => Status::Delivered,
+                ReceiptKind::Read => {
+                    // Nothing after "read": stop listening for this message.
+                    self.sent.remove(id);
+                    Status::Read
+                }
+            };
+            out.push(Effect::Write(Write::Status { id: *id, status }));
+            out.push(Effect::Notify(Event::StatusChanged { id: *id, contact, status }));
+        }
+    }
+
+    /// Remembers a received message id; false if it was already known.
+    fn remember_received(&mut self, id: MessageId) -> bool {
+        if !self.received.insert(id) {
+            return false;
+        }
+        self.received_order.push_back(id);
+        if self.received_order.len() > MAX_REMEMBERED_IDS
+            && let Some(oldest) = self.received_order.pop_front()
+        {
+            self.received.remove(&oldest);
+        }
+        true
+    }
+}
+
+// Time.
+impl Messenger {
+    fn time_passed(&mut self, now: UnixMillis, rng: &mut impl CryptoRng, out: &mut Vec<Effect>) {
+        while let Some(&(at, id)) = self.expiring.first() {
+            if at > now {
+                break;
+            }
+            self.expiring.pop_first();
+            self.unread.remove(&id);
+            self.sent.remove(&id);
+            out.push(Effect::Write(Write::DeleteMessage(id)));
+            out.push(Effect::Notify(Event::MessageExpired { id }));
+        }
+        self.retry_due(now, rng, out);
+        let due: Vec<ContactId> =
+            self.refetch_at.iter().filter(|(_, at)| **at <= now).map(|(c, _)| *c).collect();
+        for contact in due {
+            let waiting = self.waiting.values().any(|w| w.contact == contact);
+            match self.contacts.get(contact).map(|c| c.identity) {
+                Some(identity) if waiting => {
+                    self.refetch_at.insert(contact, now.saturating_add(BUNDLE_REFETCH));
+                    out.push(Effect::FetchBundles { identity });
+                }
+                _ => {
+                    self.refetch_at.remove(&contact);
+                }
+            }
+        }
+        self.maintain_prekeys(now, rng, out);
+    }
+
+    /// Rotates the signed prekey on schedule and tops up one-time prekeys,
+    /// then asks for the new set to be published.
+    fn maintain_prekeys(
+        &mut self,
+        now: UnixMillis,
+        rng: &mut impl CryptoRng,
+        out: &mut Vec<Effect>,
+    ) {
+        let mut changed = false;
+        if self.prekeys.needs_rotation(now.0) {
+            changed |= self.prekeys.rotate_signed_prekey(&self.device, now.0, rng).is_ok();
+        }
+        if self.prekeys.needs_replenishment() {
+            let room = self.prekeys.one_time_prekey_room();
+            changed |= self.prekeys.generate_one_time_prekeys(&self.device, room, rng).is_ok();
+        }
+        self.prekeys.forget_retired_prekeys(now.0);
+        if changed {
+            out.push(Effect::Write(Write::PreKeys(self.prekeys.to_record())));
+            if let Ok(record) = self.prekey_record(now) {
+                out.push(Effect::PublishPreKeys { record });
+            }
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! Two messengers talking through an in-process network that the test
+//! controls: first contact through published prekeys, texts both ways,
+//! receipts, vanishing messages, an offline recipient, retries, duplicates
+//! and hostile envelopes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed setup is a failed test
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use xchat_core::contact::ContactId;
+use xchat_core::io::{Done, Event, Refusal, Write};
+use xchat_core::messenger::State;
+use xchat_core::record::Status;
+use xchat_core::time::UnixMillis;
+use xchat_core::{Effect, Input, Messenger};
+use xchat_crypto::bundle::PreKeys;
+use xchat_crypto::device::Device;
+use xchat_crypto::identity::Identity;
+use xchat_crypto::phrase::Seed;
+use xchat_proto::content::{MessageId, VanishingTimer};
+
+const START: UnixMillis = UnixMillis(1_790_000_000_000);
+
+struct Node {
+    messenger: Messenger,
+    events: Vec<Event>,
+    writes: Vec<Write>,
+}
+
+/// Two nodes, 0 and 1, and a network that is up or down.
+struct Net {
+    nodes: [Node; 2],
+    now: UnixMillis,
+    up: bool,
+    /// Envelopes in flight: (to, envelope).
+    wire: VecDeque<(usize, Vec<u8>)>,
+    /// Every envelope ever sent, to replay.
+    sent: Vec<(usize, Vec<u8>)>,
+    rng: ChaCha20Rng,
+}
+
+fn node(seed: u8, rng: &mut ChaCha20Rng) -> Node {
+    let identity = Identity::from_seed(&Seed::from_bytes(&[seed; 64]).unwrap()).unwrap();
+    let device = Device::new(&identity, START.0, rng);
+    let mut prekeys = PreKeys::new(&device, START.0, rng);
+    prekeys.generate_one_time_prekeys(&device, 10, rng).unwrap();
+    let messenger = Messenger::new(identity, device, prekeys, State::default()).unwrap();
+    Node { messenger, events: Vec::new(), writes: Vec::new() }
+}
+
+impl Net {
+    fn new() -> Self {
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let nodes = [node(1, &mut rng), node(2, &mut rng)];
+        Self { nodes, now: START, up: true, wire: VecDeque::new(), sent: Vec::new(), rng }
+    }
+
+    /// Feeds `input` to node `at` and carries out its effects; returns the answer.
+    fn input(
+        &mut self,
+        at: usize,
+        input: Input,
+    ) -> Option<Result<Done, xchat_core::io::CommandError>> {
+        let effects = self.nodes[at].messenger.handle(self.now, input, &mut self.rng);
+        let mut answer = None;
+        let mut follow_ups = Vec::new();
+        // The commit rule: every write first, then the rest.
+        let (writes, rest): (Vec<_>, Vec<_>) =
+            effects.into_iter().partition(|e| matches!(e, Effect::Write(_)));
+        for effect in writes {
+            if let Effect::Write(write) = effect {
+                self.nodes[at].writes.push(write);
+            }
+        }
+        for effect in rest {
+            match effect {
+                Effect::Write(_) => unreachable!("writes were applied first"),
+                Effect::Send(send) => {
+                    let to = self.index_of(&send.identity);
+                    self.sent.push((to, send.envelope.clone()));
+                    if self.up {
+                        self.wire.push_back((to, send.envelope));
+                        follow_ups
+                            .push(Input::SendAcknowledged { entry: send.entry, route: send.route });
+                    } else {
+                        follow_ups.push(Input::SendFailed { entry: send.entry });
+                    }
+                }
+                Effect::FetchBundles { identity } => {
+                    let owner = self
+                        .nodes
+                        .iter()
+                        .find(|n| n.messenger.identity().signing_key() == &identity);
+                    let records = owner
+                        .map(|n| vec![n.messenger.prekey_record(self.now).unwrap()])
+                        .unwrap_or_default();
+                    follow_ups.push(Input::BundlesFetched { identity, records });
+                }
+                Effect::PublishPreKeys { .. } => {}
+                Effect::Notify(event) => self.nodes[at].events.push(event),
+                Effect::Answer(result) => answer = Some(result),
+            }
+        }
+        for input in follow_ups {
+            self.input(at, input);
+        }
+        answer
+    }
+
+    fn index_of(&self, identity: &xchat_crypto::signature::VerifyingKey) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.messenger.identity().signing_key() == identity)
+            .expect("a node of this network")
+    }
+
+    /// Delivers everything in flight, and what that causes, until quiet.
+    fn deliver_all(&mut self) {
+        while let Some((to, envelope)) = self.wire.pop_front() {
+            self.input(to, Input::EnvelopeReceived { envelope });
+        }
+    }
+
+    /// Moves the clock and lets both nodes handle their deadlines.
+    fn advance(&mut self, by: Duration) {
+        let until = self.now.saturating_add(by);
+        loop {
+            let next = self.nodes.iter().filter_map(|n| n.messenger.next_deadline()).min();
+            match next {
+                Some(at) if at <= until => {
+                    self.now = self.now.max(at);
+                    for index in 0..2 {
+                        if self.nodes[index]
+                            .messenger
+                            .next_deadline()
+                            .is_some_and(|d| d <= self.now)
+                        {
+                            self.input(index, Input::TimePassed);
+                        }
+                    }
+                    self.deliver_all();
+                }
+                _ => break,
+            }
+        }
+        self.now = until;
+    }
+
+    fn add_each_other(&mut self) -> (ContactId, ContactId) {
+        let bob = self.nodes[1].messenger.address();
+        let alice = self.nodes[0].messenger.address();
+        let Some(Ok(Done::Contact(added))) =
+            self.input(0, Input::ContactAdded { name: "Bob".into(), address: bob })
+        else {
+            panic!("alice adds bob");
+        };
+        let bob_id = match added {
+            xchat_core::contact::Added::New(id) => id,
+            other => panic!("{other:?}"),
+        };
+        self.input(1, Input::ContactAdded { name: "Alice".into(), address: alice });
+        let alice_id = self.nodes[1].messenger.contacts().by_name("Alice").unwrap().id;
+        self.deliver_all();
+        (bob_id, alice_id)
+    }
+
+    fn send(&mut self, from: usize, contact: ContactId, text: &str) -> MessageId {
+        match self.input(from, Input::TextSent { contact, text: text.into() }) {
+            Some(Ok(Done::MessageQueued(id))) => id,
+            other => panic!("send refused: {other:?}"),
+        }
+    }
+
+    fn received_texts(&self, at: usize) -> Vec<String> {
+        self.nodes[at]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::MessageReceived(m) => Some(m.text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn status_of(&self, at: usize, id: MessageId) -> Option<Status> {
+        self.nodes[at].events.iter().rev().find_map(|e| match e {
+            Event::StatusChanged { id: i, status, .. } if *i == id => Some(*status),
+            _ => None,
+        })
+    }
+
+    fn refusals(&self, at: usize, kind: Refusal) -> usize {
+        self.nodes[at].events.iter().filter(|e| **e == Event::Refused(kind)).count()
+    }
+}
+
+#[test]
+fn first_contact_texts_both_ways_and_receipts() {
+    let mut net = Net::new();
+    let (bob, alice) = net.add_each_other();
+
+    let hello = net.send(0, bob, "hello bob");
+    net.deliver_all();
+    assert_eq!(net.received_texts(1), ["hello bob"]);
+    assert_eq!(net.status_of(0, hello), Some(Status::Delivered));
+    assert_eq!(net.nodes[0].messenger.outbox_len(), 0, "delivered messages leave the outbox");
+
+    let reply = net.send(1, alice, "hi alice");
+    net.deliver_all();
+    assert_eq!(net.received_texts(0), ["hi alice"]);
+    assert_eq!(net.status_of(1, reply), Some(Status::Delivered));
+
+    net.input(1, Input::MessagesRead { contact: alice, ids: vec![hello] });
+    net.deliver_all();
+    assert_eq!(net.status_of(0, hello), Some(Status::Read));
+    assert_eq!(net.nodes[1].messenger.outbox_len(), 0);
+    assert_eq!(net.nodes[0].messenger.outbox_len(), 0);
+}
+
+#[test]
+fn read_receipts_can_be_turned_off() {
+    let mut net = Net::new();
+    let (bob, alice) = net.add_each_other();
+    net.input(1, Input::ReadReceiptsSet { enabled: false });
+    let hello = net.send(0, bob, "hello");
+    net.deliver_all();
+    net.input(1, Input::MessagesRead { contact: alice, ids: vec![hello] });
+    net.deliver_all();
+    assert_eq!(net.status_of(0, hello), Some(Status::Delivered));
+}
+
+#[test]
+fn an_offline_recipient_gets_every_message_exactly_once_after_retries() {
+    let mut net = Net::new();
+    let (bob, _) = net.add_each_other();
+    net.send(0, bob, "warm-up");
+    net.deliver_all();
+
+    net.up = false;
+    let ids: Vec<MessageId> = (0..5).map(|i| net.send(0, bob, &format!("offline {i}"))).collect();
+    net.advance(Duration::from_secs(60));
+    assert_eq!(net.received_texts(1).len(), 1, "nothing got through while down");
+
+    net.up = true;
+    net.advance(Duration::from_secs(15 * 60));
+    let texts = net.received_texts(1);
+    assert_eq!(texts.len(), 6, "{texts:?}");
+    for i in 0..5 {
+        assert_eq!(texts.iter().filter(|t| **t == format!("offline {i}")).count(), 1);
+    }
+    for id in ids {
+        assert_eq!(net.status_of(0, id), Some(Status::Delivered));
+    }
+    assert_eq!(net.nodes[0].messenger.outbox_len(), 0);
+}
+
+#[test]
+fn a_retried_envelope_is_shown_once_and_acknowledged_again() {
+    let mut net = Net::new();
+    let (bob, _) = net.add_each_other();
+    let id = net.send(0, bob, "only once");
+    // Deliver it, but lose every receipt Bob sends back.
+    let (to, envelope) = net.wire.pop_front().unwrap();
+    net.input(to, Input::EnvelopeReceived { envelope: envelope.clone() });
+    net.wire.clear();
+    assert_ne!(net.status_of(0, id), Some(Status::Delivered));
+
+    // Alice's retry carries the same envelope: Bob shows nothing new, but
+    // acknowledges it again, and Alice's message is delivered.
+    net.advance(Duration::from_secs(60));
+    assert_eq!(net.received_texts(1), ["only once"]);
+    assert!(net.refusals(1, Refusal::Duplicate) >= 1);
+    assert_eq!(net.status_of(0, id), Some(Status::Delivered));
+    assert_eq!(net.nodes[0].messenger.outbox_len(), 0);
+}
+
+#[test]
+fn vanishing_messages_disappear_on_both_sides_on_time() {
+    let mut net = Net::new();
+    let (bob, alice) = net.add_each_other();
+    let timer = VanishingTimer::from_secs(30).unwrap();
+    net.input(0, Input::TimerSet { contact: bob, timer });
+    net.deliver_all();
+    assert!(net.nodes[1].events.contains(&Event::TimerChanged { contact: alice, timer }));
+
+    let sent_at = net.now;
+    let id = net.send(0, bob, "this will vanish");
+    net.deliver_all();
+    // Bob reads it ten seconds later: his copy's timer starts then.
+    net.advance(Duration::from_secs(10));
+    net.input(1, Input::MessagesRead { contact: alice, ids: vec![id] });
+    let read_at = net.now;
+
+    let expired = |net: &Net, at: usize| {
+        net.nodes[at].events.contains(&Event::MessageExpired { id })
+            && net.nodes[at].writes.iter().any(|w| matches!(w, Write::DeleteMessage(i) if *i == id))
+    };
+    net.advance(
+        sent_at.saturating_add(Duration::from_secs(30)).since(net.now) - Duration::from_millis(1),
+    );
+    assert!(!expired(&net, 0), "not before its time");
+    net.advance(Duration::from_millis(1));
+    assert!(expired(&net, 0), "the sender's copy goes 30 s after sending");
+    assert!(!expired(&net, 1));
+    net.advance(read_at.saturating_add(Duration::from_secs(30)).since(net.now));
+    assert!(expired(&net, 1), "the reader's copy goes 30 s after reading");
+}
+
+#[test]
+fn hostile_envelopes_are_refused_and_counted() {
+    let mut net = Net::new();
+    let (bob, _) = net.add_each_other();
+    net.send(0, bob, "genuine");
+    let (to, envelope) = net.wire.pop_front().unwrap();
+
+    net.input(to, Input::EnvelopeReceived { envelope: b"garbage".to_vec() });
+    let mut tampered = envelope.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    net.input(to, Input::EnvelopeReceived { envelope: tampered });
+    assert_eq!(net.refusals(1, Refusal::Malformed), 1);
+    assert_eq!(net.refusals(1, Refusal::Undecryptable), 1);
+    assert!(net.received_texts(1).is_empty());
+
+    // The genuine envelope still opens afterwards.
+    net.input(to, Input::EnvelopeReceived { envelope });
+    assert_eq!(net.received_texts(1), ["genuine"]);
+}
+
+#[test]
+fn a_stranger_is_refused_and_a_key_change_blocks_sending() {
+    let mut net = Net::new();
+    // Only Alice adds Bob: Bob does not know Alice.
+    let bob_address = net.nodes[1].messenger.address();
+    net.input(0, Input::ContactAdded { name: "Bob".into(), address: bob_address });
+    let bob = net.nodes[0].messenger.contacts().by_name("Bob").unwrap().id;
+    net.send(0, bob, "hi, stranger");
+    net.deliver_all();
+    assert_eq!(net.refusals(1, Refusal::UnknownSender), 1);
+    assert!(net.received_texts(1).is_empty());
+
+    // A new address under Bob's name blocks sending until acknowledged.
+    let mut rng = ChaCha20Rng::seed_from_u64(99);
+    let other = node(3, &mut rng).messenger.address();
+    net.input(0, Input::ContactAdded { name: "Bob".into(), address: other });
+    assert!(net.nodes[0].events.contains(&Event::ContactKeyChanged { contact: bob }));
+    let refused = net.input(0, Input::TextSent { contact: bob, text: "still you?".into() });
+    assert!(matches!(refused, Some(Err(_))), "{refused:?}");
+    net.input(0, Input::KeyChangeAcknowledged { contact: bob });
+    assert!(net.nodes[0].messenger.contacts().check_can_send(bob).is_ok());
+
+    // Adding yourself is refused.
+    let own = net.nodes[0].messenger.address();
+    let answer = net.input(0, Input::ContactAdded { name: "Me".into(), address: own });
+    assert!(matches!(answer, Some(Err(_))));
+}
