@@ -476,13 +476,11 @@ impl Messenger {
             })
             .unwrap_or_default();
         if devices.is_empty() {
-            if awaits == Awaits::Receipt {
-                let waiting = Waiting { message: content.id, contact, content: plaintext };
-                out.push(Effect::Write(Write::Waiting(waiting.clone())));
-                self.waiting.insert(content.id, waiting);
-                self.refetch_at.insert(contact, now.saturating_add(BUNDLE_REFETCH));
-                out.push(Effect::FetchBundles { identity });
-            }
+            let waiting = Waiting { message: content.id, contact, content: plaintext, awaits };
+            out.push(Effect::Write(Write::Waiting(waiting.clone())));
+            self.waiting.insert(content.id, waiting);
+            self.refetch_at.insert(contact, now.saturating_add(BUNDLE_REFETCH));
+            out.push(Effect::FetchBundles { identity });
             return;
         }
         for device in devices {
@@ -726,7 +724,7 @@ impl Messenger {
                     device,
                     id,
                     &waiting.content,
-                    Awaits::Receipt,
+                    waiting.awaits,
                     now,
                     rng,
                     out,

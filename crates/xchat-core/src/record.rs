@@ -158,6 +158,8 @@ pub struct Waiting {
     /// The encoded `xchat_proto::content::Content` (plaintext: the store
     /// keeps it encrypted).
     pub content: Zeroizing<Vec<u8>>,
+    /// What its envelopes will wait for in the outbox.
+    pub awaits: Awaits,
 }
 
 /// A contact's device and the session with it.
