@@ -49,6 +49,8 @@ pub const MAX_REMEMBERED_IDS: usize = 200_000;
 /// Initiation ephemeral keys remembered per device, to refuse a replayed
 /// first message (one that used only reusable prekeys).
 pub const MAX_REMEMBERED_INITIATIONS: usize = 64;
+/// Replaced sessions kept per device (see [`PeerDevice::archived`]).
+pub const MAX_ARCHIVED_SESSIONS: usize = 3;
 /// How long to wait before asking again for the bundles of a contact that
 /// messages are waiting for.
 pub const BUNDLE_REFETCH: std::time::Duration = std::time::Duration::from_secs(5 * 60);
@@ -60,6 +62,12 @@ pub struct PeerDevice {
     pub certificate: DeviceCertificate,
     /// The session with it, once a handshake happened.
     pub session: Option<Session>,
+    /// Sessions this one replaced, newest first (at most
+    /// [`MAX_ARCHIVED_SESSIONS`]). When both sides start a session at the
+    /// same time, each answers the other's initiation and replaces its own;
+    /// the first message that decrypts only under an archived session makes
+    /// it current again, and both sides converge on one session.
+    pub archived: Vec<Session>,
     /// Our initiation, sent with every message until the device answers.
     pub initiation: Option<Vec<u8>>,
     /// Ephemeral keys of the initiations from it that we accepted.
@@ -677,6 +685,7 @@ impl Messenger {
             let peer = PeerDevice {
                 certificate: *bundle.device(),
                 session: Some(session),
+                archived: Vec::new(),
                 initiation: Some(initiated.initiation.to_bytes()),
                 accepted_initiations: Vec::new(),
                 reachable: false,
@@ -745,6 +754,7 @@ fn peer_write(identity: &VerifyingKey, peer: &PeerDevice) -> Write {
         identity: *identity,
         certificate: peer.certificate.to_bytes(),
         session: peer.session.as_ref().map(Session::to_record),
+        archived: peer.archived.iter().map(Session::to_record).collect(),
         initiation: peer.initiation.clone(),
         accepted_initiations: peer.accepted_initiations.clone(),
     })
@@ -844,9 +854,18 @@ impl Messenger {
                     out.push(Effect::Write(Write::PreKeys(self.prekeys.to_record())));
                 }
                 let devices = self.peers.entry(identity.to_bytes()).or_default();
-                let previous = devices.remove(&device);
-                let mut accepted_initiations =
-                    previous.map(|p| p.accepted_initiations).unwrap_or_default();
+                let (mut archived, mut accepted_initiations) = match devices.remove(&device) {
+                    Some(previous) => {
+                        let mut archived = previous.archived;
+                        // Keep the session this one replaces: if both sides
+                        // started a session at once, the other side may go
+                        // on with it (see `archived` on PeerDevice).
+                        archived.splice(0..0, previous.session);
+                        (archived, previous.accepted_initiations)
+                    }
+                    None => (Vec::new(), Vec::new()),
+                };
+                archived.truncate(MAX_ARCHIVED_SESSIONS);
                 if accepted_initiations.len() >= MAX_REMEMBERED_INITIATIONS {
                     accepted_initiations.remove(0);
                 }
@@ -856,6 +875,7 @@ impl Messenger {
                     PeerDevice {
                         certificate,
                         session: Some(session),
+                        archived,
                         initiation: None,
                         accepted_initiations,
                         reachable: false,
@@ -872,9 +892,25 @@ impl Messenger {
                     return Err(Refusal::Undecryptable);
                 }
                 let session = peer.session.as_mut().ok_or(Refusal::Undecryptable)?;
-                let plaintext = session
-                    .decrypt(message.ratchet_message(), rng)
-                    .map_err(|_| Refusal::Undecryptable)?;
+                let plaintext = match session.decrypt(message.ratchet_message(), rng) {
+                    Ok(plaintext) => plaintext,
+                    Err(_) => {
+                        // Perhaps the device goes on with a session we
+                        // replaced: the one that decrypts becomes current.
+                        let (index, plaintext) = peer
+                            .archived
+                            .iter_mut()
+                            .enumerate()
+                            .find_map(|(i, s)| {
+                                Some((i, s.decrypt(message.ratchet_message(), rng).ok()?))
+                            })
+                            .ok_or(Refusal::Undecryptable)?;
+                        let promoted = peer.archived.remove(index);
+                        let replaced = peer.session.replace(promoted);
+                        peer.archived.splice(0..0, replaced);
+                        plaintext
+                    }
+                };
                 // The device answered on our session: it has it, so our
                 // initiation need not travel any more.
                 if message.initiation().is_none() {

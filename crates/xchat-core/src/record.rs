@@ -171,6 +171,8 @@ pub struct PeerRecord {
     pub certificate: Vec<u8>,
     /// The session (`ratchet::Session::to_record`), once there is one.
     pub session: Option<Zeroizing<Vec<u8>>>,
+    /// Sessions it replaced, newest first (records too).
+    pub archived: Vec<Zeroizing<Vec<u8>>>,
     /// Our initiation, sent with every message until the device answers.
     pub initiation: Option<Vec<u8>>,
     /// Ephemeral keys of the initiations accepted from the device.

@@ -357,3 +357,29 @@ fn a_stranger_is_refused_and_a_key_change_blocks_sending() {
     let answer = net.input(0, Input::ContactAdded { name: "Me".into(), address: own });
     assert!(matches!(answer, Some(Err(_))));
 }
+
+#[test]
+fn both_sides_starting_a_session_at_once_converge() {
+    let mut net = Net::new();
+    let (bob, alice) = net.add_each_other();
+    // Both write before either hears from the other: two handshakes cross.
+    let first_a = net.send(0, bob, "alice first");
+    let first_b = net.send(1, alice, "bob first");
+    net.deliver_all();
+    assert_eq!(net.received_texts(1), ["alice first"]);
+    assert_eq!(net.received_texts(0), ["bob first"]);
+    for round in 0..3 {
+        net.send(0, bob, &format!("a{round}"));
+        net.deliver_all();
+        net.send(1, alice, &format!("b{round}"));
+        net.deliver_all();
+    }
+    assert_eq!(net.received_texts(1), ["alice first", "a0", "a1", "a2"]);
+    assert_eq!(net.received_texts(0), ["bob first", "b0", "b1", "b2"]);
+    assert_eq!(net.status_of(0, first_a), Some(Status::Delivered));
+    assert_eq!(net.status_of(1, first_b), Some(Status::Delivered));
+    assert_eq!(
+        net.refusals(0, Refusal::Undecryptable) + net.refusals(1, Refusal::Undecryptable),
+        0
+    );
+}
