@@ -24,8 +24,11 @@
 //! with the time, so tests can check history. The node's commit rule is
 //! followed: the writes of one input are applied before its sends and events.
 //!
-//! Left out: crash and restart (the core has no path from writes back to
-//! its `State` yet).
+//! Crash and restart: [`Sim::crash`] drops a node's messenger between two
+//! inputs (each input's writes are one transaction, so a crash never splits
+//! them) together with everything the network had for it but its mailbox;
+//! [`Sim::restart`] builds a new messenger from the writes it had applied
+//! ([`restore`]), as a store would load it.
 
 #![allow(clippy::expect_used)] // a simulator whose own setup fails has nothing to simulate
 
@@ -94,6 +97,23 @@ pub struct Node {
     pub mailbox: Vec<Vec<u8>>,
     /// Its contact id for each other node that it added.
     pub contacts: BTreeMap<usize, ContactId>,
+    /// How often it crashed.
+    pub crashes: u32,
+    keys: Keys,
+}
+
+/// What a node keeps outside its store of writes: its seed, device and
+/// first prekeys (the core never writes those).
+struct Keys {
+    seed: [u8; 64],
+    device: zeroize::Zeroizing<Vec<u8>>,
+    prekeys: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(..)")
+    }
 }
 
 /// Something scheduled on the network.
@@ -150,15 +170,15 @@ impl Sim {
         let mut nodes = Vec::with_capacity(n);
         let mut directory = Vec::with_capacity(n);
         for _ in 0..n {
-            let mut seed_bytes = [0u8; 64];
-            rng.fill_bytes(&mut seed_bytes);
-            let seed = Seed::from_bytes(&seed_bytes).expect("64 bytes are a seed");
-            let identity = Identity::from_seed(&seed).expect("a seed gives an identity");
+            let mut seed = [0u8; 64];
+            rng.fill_bytes(&mut seed);
+            let identity = identity_of(&seed);
             let device = Device::new(&identity, START.0, &mut rng);
             let mut prekeys = PreKeys::new(&device, START.0, &mut rng);
             prekeys
                 .generate_one_time_prekeys(&device, ONE_TIME_PREKEYS, &mut rng)
                 .expect("room for the first prekeys");
+            let keys = Keys { seed, device: device.to_record(), prekeys: prekeys.to_record() };
             let messenger = Messenger::new(identity, device, prekeys, State::default())
                 .expect("an empty state does not clash");
             let record = messenger.prekey_record(START).expect("own prekeys publish");
@@ -170,6 +190,8 @@ impl Sim {
                 online: true,
                 mailbox: Vec::new(),
                 contacts: BTreeMap::new(),
+                crashes: 0,
+                keys,
             });
         }
         Self {
@@ -356,6 +378,49 @@ impl Sim {
         }
     }
 
+    /// Node `at` crashes: its messenger stops between two inputs, and what
+    /// the network was bringing it is lost (but for its mailbox).
+    pub fn crash(&mut self, at: usize) {
+        self.nodes[at].crashes += 1;
+        let dropped: Vec<u64> = self
+            .items
+            .iter()
+            .filter(|(_, item)| match item {
+                Item::Acknowledged { node, .. }
+                | Item::Failed { node, .. }
+                | Item::Bundles { node, .. } => *node == at,
+                Item::Deliver { .. } | Item::Heal => false,
+            })
+            .map(|(key, _)| *key)
+            .collect();
+        for key in dropped {
+            self.items.remove(&key);
+        }
+        self.set_online(at, false);
+    }
+
+    /// Node `at` starts again from the writes it applied, and comes online.
+    pub fn restart(&mut self, at: usize) {
+        let node = &self.nodes[at];
+        let identity = identity_of(&node.keys.seed);
+        let key = *identity.public().signing_key();
+        let device = Device::from_record(&node.keys.device, &key).expect("its own device record");
+        let state = restore(&node.writes);
+        let prekeys = node
+            .writes
+            .iter()
+            .rev()
+            .find_map(|(_, w)| match w {
+                Write::PreKeys(record) => Some(record),
+                _ => None,
+            })
+            .unwrap_or(&node.keys.prekeys);
+        let prekeys = PreKeys::from_record(prekeys).expect("its own prekeys record");
+        self.nodes[at].messenger =
+            Messenger::new(identity, device, prekeys, state).expect("restored contacts agree");
+        self.set_online(at, true);
+    }
+
     /// Whether `from` can reach `to` now.
     pub fn can_reach(&self, from: usize, to: usize) -> bool {
         self.nodes[from].online
@@ -377,8 +442,9 @@ impl Sim {
             })
     }
 
-    /// Tells every online node which of its contacts' devices it can reach.
-    fn announce_reachability(&mut self) {
+    /// Tells every online node which of its contacts' devices it can reach
+    /// (done on every change of the topology; callable to refresh).
+    pub fn announce_reachability(&mut self) {
         let n = self.nodes.len();
         for a in 0..n {
             if !self.nodes[a].online {
@@ -582,5 +648,128 @@ fn publication(
     match record.prekeys {
         xchat_proto::bundle::PreKeys::Publication(publication) => Some(publication),
         xchat_proto::bundle::PreKeys::Bundle(_) => None,
+    }
+}
+
+fn identity_of(seed: &[u8; 64]) -> Identity {
+    let seed = Seed::from_bytes(seed).expect("64 bytes are a seed");
+    Identity::from_seed(&seed).expect("a seed gives an identity")
+}
+
+/// The `State` a store would load after applying `writes` in order: the
+/// last version of each record, without what was deleted.
+///
+/// Message ids received are all incoming messages ever written (a store
+/// keeps them to drop duplicates even after the message vanished).
+pub fn restore(writes: &[(UnixMillis, Write)]) -> State {
+    use xchat_core::record::Direction;
+    let mut contacts = BTreeMap::new();
+    let mut peers = BTreeMap::new();
+    let mut conversations = BTreeMap::new();
+    let mut outbox = BTreeMap::new();
+    let mut waiting = BTreeMap::new();
+    // The messages not deleted, with their latest status.
+    let mut messages: BTreeMap<MessageId, (xchat_core::record::MessageRecord, Status)> =
+        BTreeMap::new();
+    let mut received = Vec::new();
+    let mut settings = xchat_core::record::Settings::default();
+    for (_, write) in writes {
+        match write {
+            Write::PreKeys(_) => {}
+            Write::Contact(contact) => {
+                contacts.insert(contact.id, contact.clone());
+            }
+            Write::Peer(peer) => {
+                peers.insert((peer.identity.to_bytes(), peer.certificate.clone()), peer.clone());
+            }
+            Write::Message(record) => {
+                if record.direction == Direction::Incoming {
+                    received.push(record.id);
+                }
+                messages.insert(record.id, (record.clone(), record.status));
+            }
+            Write::Status { id, status } => {
+                if let Some(message) = messages.get_mut(id) {
+                    message.1 = *status;
+                }
+            }
+            Write::Expiry { id, expires_at } => {
+                if let Some(message) = messages.get_mut(id) {
+                    message.0.expires_at = Some(*expires_at);
+                }
+            }
+            Write::DeleteMessage(id) => {
+                messages.remove(id);
+            }
+            Write::Conversation(conversation) => {
+                conversations.insert(conversation.contact, *conversation);
+            }
+            Write::Waiting(w) => {
+                waiting.insert(w.message, w.clone());
+            }
+            Write::DeleteWaiting(id) => {
+                waiting.remove(id);
+            }
+            Write::Outbox(entry) => {
+                outbox.insert(entry.id, entry.clone());
+            }
+            Write::DeleteOutbox(id) => {
+                outbox.remove(id);
+            }
+            Write::Settings(s) => settings = *s,
+        }
+    }
+    let peers = peers
+        .into_values()
+        .map(|peer| {
+            let certificate =
+                xchat_crypto::device::UnverifiedDeviceCertificate::from_bytes(&peer.certificate)
+                    .ok()
+                    .and_then(|c| c.verify(&peer.identity).ok())
+                    .expect("a certificate the messenger verified");
+            let session = peer.session.as_ref().map(|record| {
+                xchat_crypto::ratchet::Session::from_record(record).expect("a session it wrote")
+            });
+            let device = xchat_core::messenger::PeerDevice {
+                certificate,
+                session,
+                initiation: peer.initiation.clone(),
+                accepted_initiations: peer.accepted_initiations.clone(),
+                reachable: false,
+            };
+            (peer.identity, device)
+        })
+        .collect();
+    let mut sent = Vec::new();
+    let mut unread = Vec::new();
+    let mut expiring = Vec::new();
+    for (id, (record, status)) in &messages {
+        match record.direction {
+            Direction::Outgoing => {
+                if !matches!(status, Status::Read | Status::Failed(_)) {
+                    sent.push((*id, record.contact));
+                }
+            }
+            Direction::Incoming => {
+                if *status == Status::Unread {
+                    unread.push((*id, record.contact, record.timer));
+                }
+            }
+        }
+        if let Some(at) = record.expires_at {
+            expiring.push((*id, at));
+        }
+    }
+    State {
+        contacts: contacts.into_values().collect(),
+        peers,
+        conversations: conversations.into_values().collect(),
+        outbox: outbox.into_values().collect(),
+        waiting: waiting.into_values().collect(),
+        sent,
+        unread,
+        expiring,
+        received,
+        settings,
     }
 }

@@ -201,3 +201,62 @@ fn an_hour_long_partition_heals_and_every_queued_message_arrives() {
     assert!(sim.run_until_quiet(hour), "everything queued goes within an hour of the heal");
     assert_exactly_once(&sim, &sent);
 }
+
+#[test]
+fn restarted_node_resumes_from_its_writes_and_gets_what_it_missed() {
+    const USERS: usize = 3;
+    let mut sim = Sim::new(7, USERS, NetConfig::PERFECT);
+    sim.add_all_contacts();
+    let mut sent = greet_all(&mut sim);
+    for i in 0..20 {
+        sent.insert(
+            sim.send_text(i % USERS, (i + 1) % USERS, "before"),
+            (i % USERS, (i + 1) % USERS),
+        );
+        sim.run_for(Duration::from_millis(100));
+    }
+    assert!(sim.run_until_quiet(Duration::from_secs(600)));
+    // Node 1 crashes with a text in its outbox (node 0 and its mailbox are
+    // unreachable) and a vanishing timer set.
+    sim.partition(&[0], &[1, 2], Duration::from_secs(90));
+    sent.insert(sim.send_text(1, 0, "queued before the crash"), (1, 0));
+    sim.set_timer(1, 0, VanishingTimer::from_secs(3600).unwrap());
+    sim.run_for(Duration::from_secs(1));
+    let outbox = sim.node(1).messenger.outbox_len();
+    assert!(outbox > 0);
+    sim.crash(1);
+    // While node 1 is down, texts for it wait in the outbox, then its mailbox.
+    for from in [0, 2] {
+        sent.insert(sim.send_text(from, 1, "while down"), (from, 1));
+    }
+    sim.run_for(Duration::from_secs(120));
+    sim.restart(1);
+    assert_eq!(sim.node(1).messenger.outbox_len(), outbox, "the outbox is restored");
+    assert_eq!(sim.node(1).messenger.contacts().len(), USERS - 1, "the contacts are restored");
+    for i in 0..20 {
+        sent.insert(
+            sim.send_text(i % USERS, (i + 2) % USERS, "after"),
+            (i % USERS, (i + 2) % USERS),
+        );
+        sim.run_for(Duration::from_millis(100));
+    }
+    assert!(sim.run_until_quiet(Duration::from_secs(3600)), "the network settles");
+    assert_exactly_once(&sim, &sent);
+    assert_eq!(sim.node(1).crashes, 1);
+    // The timer set before the crash still applies to node 1's texts.
+    let hour = VanishingTimer::from_secs(3600).unwrap();
+    let late: Vec<_> = sim
+        .node(0)
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::MessageReceived(m)
+                if m.text == "after" && m.contact == sim.node(0).contacts[&1] =>
+            {
+                Some(m.timer)
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(!late.is_empty() && late.iter().all(|t| *t == hour), "{late:?}");
+}
