@@ -93,8 +93,9 @@ pub struct Node {
     pub events: Vec<(UnixMillis, Event)>,
     /// Whether it runs and is connected.
     pub online: bool,
-    /// Envelopes kept for it while it is offline.
-    pub mailbox: Vec<Vec<u8>>,
+    /// Envelopes kept for it while it is offline: sender, envelope and
+    /// the network's order number.
+    pub mailbox: Vec<(usize, Vec<u8>, u64)>,
     /// Its contact id for each other node that it added.
     pub contacts: BTreeMap<usize, ContactId>,
     /// How often it crashed.
@@ -119,7 +120,7 @@ impl std::fmt::Debug for Keys {
 /// Something scheduled on the network.
 #[derive(Debug)]
 enum Item {
-    Deliver { to: usize, route: Route, envelope: Vec<u8> },
+    Deliver { from: usize, to: usize, route: Route, envelope: Vec<u8>, seq: u64 },
     Acknowledged { node: usize, entry: OutboxId, route: Route },
     Failed { node: usize, entry: OutboxId },
     Bundles { node: usize, identity: VerifyingKey, records: Vec<Vec<u8>> },
@@ -146,6 +147,8 @@ pub struct NetStats {
     pub unreachable: u64,
     /// Envelopes delivered to a node.
     pub delivered: u64,
+    /// Envelopes delivered after a later one between the same two nodes.
+    pub reordered: u64,
 }
 
 /// N messengers, a fake clock and a misbehaving network.
@@ -161,6 +164,8 @@ pub struct Sim {
     next_item: u64,
     partitions: Vec<Partition>,
     stats: NetStats,
+    /// Per (from, to): the order number of the latest envelope delivered.
+    delivered_seq: BTreeMap<(usize, usize), u64>,
 }
 
 impl Sim {
@@ -205,6 +210,7 @@ impl Sim {
             next_item: 0,
             partitions: Vec::new(),
             stats: NetStats::default(),
+            delivered_seq: BTreeMap::new(),
         }
     }
 
@@ -370,9 +376,10 @@ impl Sim {
         self.nodes[at].online = online;
         self.announce_reachability();
         if online {
-            for envelope in std::mem::take(&mut self.nodes[at].mailbox) {
+            for (from, envelope, seq) in std::mem::take(&mut self.nodes[at].mailbox) {
                 let at_time = self.delay();
-                self.schedule(at_time, Item::Deliver { to: at, route: Route::Mailbox, envelope });
+                let item = Item::Deliver { from, to: at, route: Route::Mailbox, envelope, seq };
+                self.schedule(at_time, item);
             }
             self.input(at, Input::TimePassed);
         }
@@ -531,12 +538,17 @@ impl Sim {
 
     fn process(&mut self, item: Item) {
         match item {
-            Item::Deliver { to, route, envelope } => {
+            Item::Deliver { from, to, route, envelope, seq } => {
                 if self.nodes[to].online {
                     self.stats.delivered += 1;
+                    let latest = self.delivered_seq.entry((from, to)).or_insert(0);
+                    if seq < *latest {
+                        self.stats.reordered += 1;
+                    }
+                    *latest = (*latest).max(seq);
                     self.input(to, Input::EnvelopeReceived { envelope });
                 } else if route == Route::Mailbox {
-                    self.nodes[to].mailbox.push(envelope);
+                    self.nodes[to].mailbox.push((from, envelope, seq));
                 }
             }
             Item::Acknowledged { node, entry, route } => {
@@ -580,13 +592,15 @@ impl Sim {
             return self.fail(from, send.entry);
         }
         let arrives = self.delay();
+        let seq = self.stats.sent;
+        let route = send.route;
         if self.chance(self.config.duplication) {
             self.stats.duplicated += 1;
             let again = self.delay();
             let envelope = send.envelope.clone();
-            self.schedule(again, Item::Deliver { to, route: send.route, envelope });
+            self.schedule(again, Item::Deliver { from, to, route, envelope, seq });
         }
-        self.schedule(arrives, Item::Deliver { to, route: send.route, envelope: send.envelope });
+        self.schedule(arrives, Item::Deliver { from, to, route, envelope: send.envelope, seq });
         self.schedule(
             arrives,
             Item::Acknowledged { node: from, entry: send.entry, route: send.route },

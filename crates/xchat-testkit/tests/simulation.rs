@@ -85,7 +85,10 @@ fn lossy_reordering_duplicating_network_delivers_every_text_exactly_once() {
     assert!(sim.run_until_quiet(Duration::from_secs(24 * 60 * 60)), "the network settles");
     assert_exactly_once(&sim, &sent);
     let stats = sim.stats();
-    assert!(stats.lost > 0 && stats.duplicated > 0, "the network misbehaved: {stats:?}");
+    assert!(
+        stats.lost > 0 && stats.duplicated > 0 && stats.reordered > 0,
+        "the network misbehaved: {stats:?}"
+    );
 }
 
 #[test]
@@ -259,4 +262,25 @@ fn restarted_node_resumes_from_its_writes_and_gets_what_it_missed() {
         })
         .collect();
     assert!(!late.is_empty() && late.iter().all(|t| *t == hour), "{late:?}");
+}
+
+#[test]
+fn same_seed_gives_the_same_run_and_another_seed_another() {
+    fn run(seed: u64) -> Vec<Vec<(UnixMillis, Event)>> {
+        const USERS: usize = 4;
+        let mut sim = Sim::new(seed, USERS, LOSSY);
+        sim.add_all_contacts();
+        greet_all(&mut sim);
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        for _ in 0..100 {
+            let from = (rng.next_u64() % USERS as u64) as usize;
+            let to = (from + 1 + (rng.next_u64() % (USERS as u64 - 1)) as usize) % USERS;
+            sim.send_text(from, to, "same");
+            sim.run_for(Duration::from_millis(rng.next_u64() % 100));
+        }
+        assert!(sim.run_until_quiet(Duration::from_secs(3600)));
+        sim.nodes().iter().map(|n| n.events.clone()).collect()
+    }
+    assert_eq!(run(11), run(11));
+    assert_ne!(run(11), run(12));
 }
