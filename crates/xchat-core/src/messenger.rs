@@ -111,7 +111,6 @@ pub struct Messenger {
     peers: BTreeMap<[u8; 32], BTreeMap<DeviceId, PeerDevice>>,
     timers: BTreeMap<ContactId, VanishingTimer>,
     outbox: BTreeMap<OutboxId, OutboxEntry>,
-    next_outbox_id: u64,
     waiting: BTreeMap<MessageId, Waiting>,
     refetch_at: BTreeMap<ContactId, UnixMillis>,
     sent: BTreeMap<MessageId, ContactId>,
@@ -159,7 +158,6 @@ impl Messenger {
                 .or_default()
                 .insert(peer.certificate.device_id(), peer);
         }
-        let next_outbox_id = state.outbox.iter().map(|e| e.id.0 + 1).max().unwrap_or(1);
         let mut messenger = Self {
             identity,
             public,
@@ -169,7 +167,6 @@ impl Messenger {
             peers,
             timers: state.conversations.iter().map(|c| (c.contact, c.timer)).collect(),
             outbox: state.outbox.into_iter().map(|e| (e.id, e)).collect(),
-            next_outbox_id,
             waiting: state.waiting.into_iter().map(|w| (w.message, w)).collect(),
             refetch_at: BTreeMap::new(),
             sent: state.sent.into_iter().collect(),
@@ -551,8 +548,12 @@ impl Messenger {
         let Ok(envelope) = Envelope::new(sealed) else { return };
         let route = retry::route(0, peer.reachable);
         out.push(Effect::Write(peer_write(identity, peer)));
-        let id = OutboxId(self.next_outbox_id);
-        self.next_outbox_id += 1;
+        // Random, not a counter: an acknowledgement still in flight from
+        // before a restart must never match a new entry.
+        let mut id = OutboxId(rng.next_u64());
+        while self.outbox.contains_key(&id) {
+            id = OutboxId(rng.next_u64());
+        }
         let entry = OutboxEntry {
             id,
             message,
@@ -854,6 +855,7 @@ impl Messenger {
                     out.push(Effect::Write(Write::PreKeys(self.prekeys.to_record())));
                 }
                 let devices = self.peers.entry(identity.to_bytes()).or_default();
+                let reachable = devices.get(&device).is_some_and(|p| p.reachable);
                 let (mut archived, mut accepted_initiations) = match devices.remove(&device) {
                     Some(previous) => {
                         let mut archived = previous.archived;
@@ -878,7 +880,7 @@ impl Messenger {
                         archived,
                         initiation: None,
                         accepted_initiations,
-                        reachable: false,
+                        reachable,
                     },
                 );
                 plaintext

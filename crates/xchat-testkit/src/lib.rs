@@ -744,9 +744,17 @@ pub fn restore(writes: &[(UnixMillis, Write)]) -> State {
             let session = peer.session.as_ref().map(|record| {
                 xchat_crypto::ratchet::Session::from_record(record).expect("a session it wrote")
             });
+            let archived = peer
+                .archived
+                .iter()
+                .map(|record| {
+                    xchat_crypto::ratchet::Session::from_record(record).expect("a session it wrote")
+                })
+                .collect();
             let device = xchat_core::messenger::PeerDevice {
                 certificate,
                 session,
+                archived,
                 initiation: peer.initiation.clone(),
                 accepted_initiations: peer.accepted_initiations.clone(),
                 reachable: false,
