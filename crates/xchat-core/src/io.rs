@@ -166,6 +166,17 @@ pub enum Write {
         /// When it goes.
         expires_at: crate::time::UnixMillis,
     },
+    /// An envelope that carried a text was processed: remember its hash,
+    /// to acknowledge a retry of it again (the ratchet will not decrypt it
+    /// twice), also after a restart.
+    SeenEnvelope {
+        /// SHA-256 of the envelope's bytes.
+        hash: [u8; 32],
+        /// The conversation.
+        contact: ContactId,
+        /// The text it carried.
+        message: MessageId,
+    },
     /// Remove a message (it vanished), securely.
     DeleteMessage(MessageId),
     /// A conversation's settings.

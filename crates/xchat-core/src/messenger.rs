@@ -97,6 +97,9 @@ pub struct State {
     pub expiring: Vec<(MessageId, UnixMillis)>,
     /// Recently received message ids, oldest first.
     pub received: Vec<MessageId>,
+    /// Hashes of recently processed envelopes that carried a text, oldest
+    /// first, with their conversation and message.
+    pub envelopes: Vec<([u8; 32], ContactId, MessageId)>,
     /// The settings.
     pub settings: Settings,
 }
@@ -120,7 +123,7 @@ pub struct Messenger {
     received_order: std::collections::VecDeque<MessageId>,
     /// Hashes of envelopes that carried a text, to answer a retry of an
     /// envelope already processed (the ratchet refuses to decrypt it twice)
-    /// with a new delivery receipt. In memory only, for now.
+    /// with a new delivery receipt.
     envelopes: BTreeMap<[u8; 32], (ContactId, MessageId)>,
     envelope_order: std::collections::VecDeque<[u8; 32]>,
     settings: Settings,
@@ -181,6 +184,9 @@ impl Messenger {
         };
         for id in state.received {
             messenger.remember_received(id);
+        }
+        for (hash, contact, id) in state.envelopes {
+            messenger.remember_envelope(hash, contact, id);
         }
         // Messages that were waiting for a session: ask for bundles at once.
         let contacts: BTreeSet<ContactId> = messenger.waiting.values().map(|w| w.contact).collect();
@@ -798,13 +804,8 @@ impl Messenger {
             return self.refuse(Refusal::Malformed, out);
         };
         if matches!(content.body, Body::Text(_)) {
-            self.envelopes.insert(hash, (contact, content.id));
-            self.envelope_order.push_back(hash);
-            if self.envelope_order.len() > MAX_REMEMBERED_IDS
-                && let Some(oldest) = self.envelope_order.pop_front()
-            {
-                self.envelopes.remove(&oldest);
-            }
+            self.remember_envelope(hash, contact, content.id);
+            out.push(Effect::Write(Write::SeenEnvelope { hash, contact, message: content.id }));
         }
         self.received_content(contact, &identity, certificate.device_id(), content, now, rng, out);
     }
@@ -1013,6 +1014,18 @@ impl Messenger {
             };
             out.push(Effect::Write(Write::Status { id: *id, status }));
             out.push(Effect::Notify(Event::StatusChanged { id: *id, contact, status }));
+        }
+    }
+
+    /// Remembers the hash of an envelope that carried a text.
+    fn remember_envelope(&mut self, hash: [u8; 32], contact: ContactId, id: MessageId) {
+        if self.envelopes.insert(hash, (contact, id)).is_none() {
+            self.envelope_order.push_back(hash);
+        }
+        if self.envelope_order.len() > MAX_REMEMBERED_IDS
+            && let Some(oldest) = self.envelope_order.pop_front()
+        {
+            self.envelopes.remove(&oldest);
         }
     }
 

@@ -686,6 +686,7 @@ pub fn restore(writes: &[(UnixMillis, Write)]) -> State {
     let mut messages: BTreeMap<MessageId, (xchat_core::record::MessageRecord, Status)> =
         BTreeMap::new();
     let mut received = Vec::new();
+    let mut envelopes = Vec::new();
     let mut settings = xchat_core::record::Settings::default();
     for (_, write) in writes {
         match write {
@@ -731,6 +732,9 @@ pub fn restore(writes: &[(UnixMillis, Write)]) -> State {
                 outbox.remove(id);
             }
             Write::Settings(s) => settings = *s,
+            Write::SeenEnvelope { hash, contact, message } => {
+                envelopes.push((*hash, *contact, *message));
+            }
         }
     }
     let peers = peers
@@ -792,6 +796,7 @@ pub fn restore(writes: &[(UnixMillis, Write)]) -> State {
         unread,
         expiring,
         received,
+        envelopes,
         settings,
     }
 }

@@ -299,3 +299,24 @@ fn same_seed_gives_the_same_run_and_another_seed_another() {
     assert_eq!(run(11), run(11));
     assert_ne!(run(11), run(12));
 }
+
+#[test]
+fn a_text_whose_receipt_was_lost_is_acknowledged_after_both_sides_restart() {
+    let mut sim = Sim::new(5, 2, NetConfig::PERFECT);
+    sim.add_all_contacts();
+    greet_all(&mut sim);
+    sim.announce_reachability();
+    let id = sim.send_text(0, 1, "T");
+    // T reaches node 1 after 10 ms; its receipt would reach node 0 after
+    // 20 ms, but node 0 crashes in between: the receipt is lost.
+    sim.run_for(Duration::from_millis(15));
+    sim.crash(0);
+    sim.run_for(Duration::from_secs(1));
+    sim.crash(1);
+    sim.restart(1);
+    sim.restart(0);
+    sim.announce_reachability();
+    assert!(sim.run_until_quiet(Duration::from_secs(24 * 60 * 60)), "the network settles");
+    assert_eq!(sim.received(1).iter().filter(|(_, m)| *m == id).count(), 1, "shown once");
+    assert_eq!(sim.status(0, id), Some(Status::Delivered), "the retry was acknowledged again");
+}
