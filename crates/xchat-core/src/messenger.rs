@@ -759,6 +759,7 @@ impl Messenger {
 fn peer_write(identity: &VerifyingKey, peer: &PeerDevice) -> Write {
     Write::Peer(PeerRecord {
         identity: *identity,
+        device: peer.certificate.device_id(),
         certificate: peer.certificate.to_bytes(),
         session: peer.session.as_ref().map(Session::to_record),
         archived: peer.archived.iter().map(Session::to_record).collect(),

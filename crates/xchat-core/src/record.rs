@@ -167,6 +167,8 @@ pub struct Waiting {
 pub struct PeerRecord {
     /// The contact's identity.
     pub identity: VerifyingKey,
+    /// The device.
+    pub device: DeviceId,
     /// The device's certificate (`DeviceCertificate::to_bytes`).
     pub certificate: Vec<u8>,
     /// The session (`ratchet::Session::to_record`), once there is one.
