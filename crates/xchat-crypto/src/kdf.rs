@@ -68,6 +68,12 @@ pub const SEALED_SENDER_LAYER2_INFO: &[u8] = b"xchat/v1/sealed-sender/layer2";
 /// HKDF info of a file's chunk-encryption key, from the file's random key.
 pub const FILE_CHUNK_KEY_INFO: &[u8] = b"xchat/v1/file/chunk-key";
 
+// --- Backups (byte layout: `backup.rs`) --------------------------------------------
+
+/// HKDF info of a backup's file key, from the identity's backup key and the
+/// backup's random salt.
+pub const BACKUP_FILE_KEY_INFO: &[u8] = b"xchat/v1/backup/file-key";
+
 // --- Mailboxes (byte layouts: docs/wire.md, xchat-proto's `mailbox`) ------------
 
 /// Context of a mailbox key's signature over a fetch request.

@@ -20,6 +20,7 @@
 pub mod address;
 pub mod aead;
 pub mod agreement;
+pub mod backup;
 pub mod bundle;
 pub mod device;
 pub mod encoding;

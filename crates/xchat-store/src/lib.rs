@@ -42,6 +42,7 @@
 //! # }
 //! ```
 
+mod backup;
 mod crypto_state;
 mod error;
 mod files;
@@ -52,6 +53,7 @@ mod migration;
 mod settings;
 mod store;
 
+pub use backup::{BackupSummary, MAX_BACKUP_IMAGE_BYTES};
 pub use crypto_state::PeerDevice;
 pub use error::{CorruptPart, DatabaseError, RecordKind, StoreError};
 pub use header::HEADER_FILE;

@@ -150,8 +150,9 @@ pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
 /// A short conversation between two messengers of the identities
 /// [`identity`]`(1)` ("us", whose every write goes to `store`) and
 /// [`identity`]`(2)` ("bob"), through a perfect in-process network: contacts
-/// added both ways, texts both ways (one with a vanishing timer), receipts,
-/// and our reading of bob's texts. Returns our messenger.
+/// added both ways, texts both ways, receipts, and our reading of bob's
+/// texts. A text `timer <secs>` sets the sender's vanishing timer instead.
+/// Returns our messenger.
 pub fn conversation(store: &mut Store, texts: &[(bool, &str)]) -> Messenger {
     use xchat_core::Effect;
     use xchat_core::io::{Event, Input};
@@ -190,7 +191,18 @@ pub fn conversation(store: &mut Store, texts: &[(bool, &str)]) -> Messenger {
     while let Some((at, input)) = queue.pop_front().or_else(|| {
         let (ours, text) = pending_texts.pop_front()?;
         let at = usize::from(!ours);
-        Some((at, Input::TextSent { contact: contacts[at]?, text: text.into() }))
+        let contact = contacts[at]?;
+        Some((
+            at,
+            match text.strip_prefix("timer ") {
+                Some(secs) => Input::TimerSet {
+                    contact,
+                    timer: xchat_proto::content::VanishingTimer::from_secs(secs.parse().unwrap())
+                        .unwrap(),
+                },
+                None => Input::TextSent { contact, text: text.into() },
+            },
+        ))
     }) {
         // A second per input: texts are ordered by when they were sent.
         now = UnixMillis(now.0 + 1000);
