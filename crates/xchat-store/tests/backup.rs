@@ -29,7 +29,7 @@ fn history(store: &Store) -> Vec<MessageRecord> {
 fn backup_restores_the_profile_from_the_phrase_without_vanishing_messages() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = create(&dir.path().join("profile"), 1);
-    let messenger = common::conversation(&mut store, &TEXTS);
+    let (messenger, _) = common::conversation(&mut store, &TEXTS);
     let before = history(&store);
     assert_eq!(before.len(), 4, "the texts, timer changes are not history");
     let mut rng = ChaCha20Rng::seed_from_u64(5);

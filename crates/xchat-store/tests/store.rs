@@ -520,7 +520,7 @@ fn messages_never_reach_the_files_in_plaintext() {
     ];
     let dir = tempfile::tempdir().unwrap();
     let mut store = create(dir.path(), 1);
-    let messenger = common::conversation(&mut store, &TEXTS);
+    let (messenger, _) = common::conversation(&mut store, &TEXTS);
     // The texts are there, for the one who holds the key.
     let state = store.load_state().unwrap();
     let history = store.history(state.contacts[0].id, None, 10).unwrap();

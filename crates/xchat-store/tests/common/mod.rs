@@ -152,8 +152,8 @@ pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
 /// [`identity`]`(2)` ("bob"), through a perfect in-process network: contacts
 /// added both ways, texts both ways, receipts, and our reading of bob's
 /// texts. A text `timer <secs>` sets the sender's vanishing timer instead.
-/// Returns our messenger.
-pub fn conversation(store: &mut Store, texts: &[(bool, &str)]) -> Messenger {
+/// Returns our messenger and bob's.
+pub fn conversation(store: &mut Store, texts: &[(bool, &str)]) -> (Messenger, Messenger) {
     use xchat_core::Effect;
     use xchat_core::io::{Event, Input};
     use xchat_core::messenger::State;
@@ -249,5 +249,7 @@ pub fn conversation(store: &mut Store, texts: &[(bool, &str)]) -> Messenger {
             }
         }
     }
-    nodes.swap_remove(0)
+    let bob = nodes.pop().expect("two nodes");
+    let us = nodes.pop().expect("two nodes");
+    (us, bob)
 }
