@@ -30,18 +30,21 @@ use xchat_crypto::ratchet::Session;
 use xchat_crypto::sealed;
 use xchat_crypto::signature::VerifyingKey;
 use xchat_proto::bundle::{self as proto_bundle, UnverifiedPreKeyRecord};
-use xchat_proto::content::{Body, Content, MessageId, Receipt, ReceiptKind, Text, VanishingTimer};
+use xchat_proto::content::{
+    Body, Content, FileDescriptor, FileId, MessageId, Receipt, ReceiptKind, Text, VanishingTimer,
+};
 use xchat_proto::envelope::{DeviceMessage, Envelope};
 use zeroize::Zeroizing;
 
 use crate::contact::{Added, Contact, ContactBook, ContactId};
-use crate::io::{CommandError, Done, Effect, Event, Input, Refusal, Send, Write};
+use crate::io::{CommandError, Done, Effect, Event, FetchFile, Input, Refusal, Send, Write};
 use crate::record::{
     Awaits, ConversationRecord, Direction, FailReason, MessageRecord, OutboxEntry, OutboxId,
     PeerRecord, Settings, Status, Waiting,
 };
 use crate::retry::{self, Route};
 use crate::time::UnixMillis;
+use crate::transfer::{MAX_OPEN_TRANSFERS, TransferFailure, TransferRecord, TransferState};
 
 /// Message ids remembered to drop duplicates (a retry whose first copy
 /// arrived): the newest are kept.
@@ -102,6 +105,10 @@ pub struct State {
     pub envelopes: Vec<([u8; 32], ContactId, MessageId)>,
     /// The settings.
     pub settings: Settings,
+    /// File transfers the messenger follows ([`TransferState::is_open`]).
+    pub transfers: Vec<TransferRecord>,
+    /// Messages with a vanishing timer that offer a file, and the file.
+    pub attachments: Vec<(MessageId, FileId)>,
 }
 
 /// The messenger of one profile on one device.
@@ -128,6 +135,9 @@ pub struct Messenger {
     envelope_order: std::collections::VecDeque<[u8; 32]>,
     settings: Settings,
     refusals: BTreeMap<Refusal, u64>,
+    transfers: BTreeMap<FileId, TransferRecord>,
+    /// The files of vanishing messages, deleted with them.
+    attachments: BTreeMap<MessageId, FileId>,
 }
 
 impl std::fmt::Debug for Messenger {
@@ -181,6 +191,8 @@ impl Messenger {
             envelope_order: std::collections::VecDeque::new(),
             settings: state.settings,
             refusals: BTreeMap::new(),
+            transfers: state.transfers.into_iter().map(|t| (t.file(), t)).collect(),
+            attachments: state.attachments.into_iter().collect(),
         };
         for id in state.received {
             messenger.remember_received(id);
@@ -281,6 +293,48 @@ impl Messenger {
             Input::TextSent { contact, text } => {
                 let answer = self.send_text(contact, text, now, rng, &mut out);
                 out.push(Effect::Answer(answer));
+            }
+            Input::FileSent { contact, descriptor } => {
+                let answer = self.send_file(contact, descriptor, now, rng, &mut out);
+                out.push(Effect::Answer(answer));
+            }
+            Input::FileAccepted { file } => {
+                let answer = self.accept_file(file, now, &mut out);
+                out.push(Effect::Answer(answer));
+            }
+            Input::FileCancelled { file } => {
+                let answer = self.update_transfer(file, now, &mut out, |t| {
+                    t.state.is_moving().then_some(())?;
+                    t.state = TransferState::Failed(TransferFailure::Cancelled);
+                    Some(())
+                });
+                out.push(Effect::Answer(answer));
+            }
+            Input::FileProgress { file, chunks_done } => {
+                let _ = self.update_transfer(file, now, &mut out, |t| {
+                    (t.state.is_moving()
+                        && chunks_done >= t.chunks_done
+                        && chunks_done <= t.chunk_count())
+                    .then_some(())?;
+                    t.state = TransferState::Transferring;
+                    t.chunks_done = chunks_done;
+                    Some(())
+                });
+            }
+            Input::FileCompleted { file } => {
+                let _ = self.update_transfer(file, now, &mut out, |t| {
+                    t.state.is_moving().then_some(())?;
+                    t.state = TransferState::Complete;
+                    t.chunks_done = t.chunk_count();
+                    Some(())
+                });
+            }
+            Input::FileFailed { file, reason } => {
+                let _ = self.update_transfer(file, now, &mut out, |t| {
+                    t.state.is_moving().then_some(())?;
+                    t.state = TransferState::Failed(reason);
+                    Some(())
+                });
             }
             Input::MessagesRead { contact, ids } => {
                 self.mark_read(contact, &ids, now, rng, &mut out);
@@ -388,6 +442,7 @@ impl Messenger {
             sent_at: now,
             received_at: now,
             text: text.as_str().to_owned(),
+            file: None,
             status: Status::Pending,
             timer,
             expires_at: timer.duration().map(|d| now.saturating_add(d)),
@@ -457,6 +512,192 @@ impl Messenger {
 
     fn timer(&self, contact: ContactId) -> VanishingTimer {
         self.timers.get(&contact).copied().unwrap_or(VanishingTimer::OFF)
+    }
+}
+
+// File transfers (see `transfer.rs`).
+impl Messenger {
+    /// A transfer the messenger follows (any but a complete one).
+    pub fn transfer(&self, file: FileId) -> Option<&TransferRecord> {
+        self.transfers.get(&file)
+    }
+
+    /// The file the user sent as `file`, if `identity` (a device asking the
+    /// node for its chunks) is the contact it was offered to: what the node
+    /// checks before it serves a single byte.
+    pub fn may_fetch(&self, file: FileId, identity: &VerifyingKey) -> Option<&FileDescriptor> {
+        let transfer = self.transfers.get(&file)?;
+        let contact = self.contacts.get(transfer.contact)?;
+        (transfer.direction == Direction::Outgoing && contact.identity == *identity)
+            .then_some(&transfer.descriptor)
+    }
+
+    fn send_file(
+        &mut self,
+        contact: ContactId,
+        descriptor: FileDescriptor,
+        now: UnixMillis,
+        rng: &mut impl CryptoRng,
+        out: &mut Vec<Effect>,
+    ) -> Result<Done, CommandError> {
+        self.contacts.check_can_send(contact)?;
+        if self.transfers.len() >= MAX_OPEN_TRANSFERS {
+            return Err(CommandError::TooManyTransfers { max: MAX_OPEN_TRANSFERS });
+        }
+        let file = descriptor.id();
+        if self.transfers.contains_key(&file) {
+            return Err(CommandError::TransferState(TransferState::Offered));
+        }
+        let id = MessageId::random(rng);
+        let timer = self.timer(contact);
+        let record = MessageRecord {
+            id,
+            contact,
+            direction: Direction::Outgoing,
+            sent_at: now,
+            received_at: now,
+            text: descriptor.name().as_str().to_owned(),
+            file: Some(file),
+            status: Status::Pending,
+            timer,
+            expires_at: timer.duration().map(|d| now.saturating_add(d)),
+        };
+        if let Some(at) = record.expires_at {
+            self.expiring.insert((at, id));
+            self.attachments.insert(id, file);
+        }
+        out.push(Effect::Write(Write::Message(record)));
+        self.sent.insert(id, contact);
+        let transfer = TransferRecord {
+            descriptor: descriptor.clone(),
+            message: id,
+            contact,
+            direction: Direction::Outgoing,
+            source: None,
+            state: TransferState::Offered,
+            chunks_done: 0,
+            updated_at: now,
+        };
+        out.push(Effect::Write(Write::Transfer(Box::new(transfer.clone()))));
+        self.transfers.insert(file, transfer);
+        let content = Content { id, sent_at_ms: now.0, timer, body: Body::File(descriptor) };
+        self.send_content(contact, &content, Awaits::Receipt, now, rng, out);
+        Ok(Done::FileQueued { message: id, file })
+    }
+
+    /// A contact offered a file: its message goes into the history and the
+    /// transfer waits for the user to accept it.
+    fn received_file(
+        &mut self,
+        contact: ContactId,
+        device: DeviceId,
+        (id, sent_at, timer): (MessageId, UnixMillis, VanishingTimer),
+        descriptor: FileDescriptor,
+        now: UnixMillis,
+        out: &mut Vec<Effect>,
+    ) {
+        let file = descriptor.id();
+        let record = MessageRecord {
+            id,
+            contact,
+            direction: Direction::Incoming,
+            sent_at,
+            received_at: now,
+            text: descriptor.name().as_str().to_owned(),
+            file: Some(file),
+            status: Status::Unread,
+            timer,
+            expires_at: None,
+        };
+        self.unread.insert(id, (contact, timer));
+        if !timer.is_off() {
+            self.attachments.insert(id, file);
+        }
+        // A file id is the sender's random choice: one already known (from
+        // this or another contact) is not followed twice.
+        let state = if self.transfers.contains_key(&file) {
+            None
+        } else if self.transfers.len() >= MAX_OPEN_TRANSFERS {
+            Some(TransferState::Failed(TransferFailure::NoSpace))
+        } else {
+            Some(TransferState::Offered)
+        };
+        out.push(Effect::Write(Write::Message(record.clone())));
+        if let Some(state) = state {
+            let transfer = TransferRecord {
+                descriptor,
+                message: id,
+                contact,
+                direction: Direction::Incoming,
+                source: Some(device),
+                state,
+                chunks_done: 0,
+                updated_at: now,
+            };
+            out.push(Effect::Write(Write::Transfer(Box::new(transfer.clone()))));
+            if state.is_open() {
+                self.transfers.insert(file, transfer);
+            }
+        }
+        out.push(Effect::Notify(Event::MessageReceived(record)));
+    }
+
+    fn accept_file(
+        &mut self,
+        file: FileId,
+        now: UnixMillis,
+        out: &mut Vec<Effect>,
+    ) -> Result<Done, CommandError> {
+        let transfer = self.transfers.get(&file).ok_or(CommandError::UnknownFile)?;
+        let acceptable = transfer.direction == Direction::Incoming
+            && matches!(transfer.state, TransferState::Offered | TransferState::Failed(_));
+        if !acceptable {
+            return Err(CommandError::TransferState(transfer.state));
+        }
+        let contact = self.contacts.get(transfer.contact).ok_or(CommandError::UnknownFile)?;
+        let identity = contact.identity;
+        let device = transfer.source.ok_or(CommandError::UnknownFile)?;
+        let fetch = FetchFile {
+            descriptor: transfer.descriptor.clone(),
+            identity,
+            device,
+            from_chunk: transfer.chunks_done,
+        };
+        self.update_transfer(file, now, out, |t| {
+            t.state = TransferState::Accepted;
+            Some(())
+        })?;
+        out.push(Effect::FetchFile(Box::new(fetch)));
+        Ok(Done::Ok)
+    }
+
+    /// Applies `change` to the transfer of `file` (it returns `None` to
+    /// refuse), writes it and tells the user; a complete transfer leaves the
+    /// messenger's memory (the store keeps it).
+    fn update_transfer(
+        &mut self,
+        file: FileId,
+        now: UnixMillis,
+        out: &mut Vec<Effect>,
+        change: impl FnOnce(&mut TransferRecord) -> Option<()>,
+    ) -> Result<Done, CommandError> {
+        let transfer = self.transfers.get_mut(&file).ok_or(CommandError::UnknownFile)?;
+        let before = transfer.state;
+        change(transfer).ok_or(CommandError::TransferState(before))?;
+        transfer.updated_at = now;
+        let transfer = transfer.clone();
+        if !transfer.state.is_open() {
+            self.transfers.remove(&file);
+        }
+        let event = Event::TransferChanged {
+            file,
+            contact: transfer.contact,
+            state: transfer.state,
+            chunks_done: transfer.chunks_done,
+        };
+        out.push(Effect::Write(Write::Transfer(Box::new(transfer))));
+        out.push(Effect::Notify(event));
+        Ok(Done::Ok)
     }
 }
 
@@ -804,7 +1045,7 @@ impl Messenger {
         let Ok(content) = Content::decode(&plaintext) else {
             return self.refuse(Refusal::Malformed, out);
         };
-        if matches!(content.body, Body::Text(_)) {
+        if matches!(content.body, Body::Text(_) | Body::File(_)) {
             self.remember_envelope(hash, contact, content.id);
             out.push(Effect::Write(Write::SeenEnvelope { hash, contact, message: content.id }));
         }
@@ -953,6 +1194,7 @@ impl Messenger {
                         sent_at: UnixMillis(content.sent_at_ms),
                         received_at: now,
                         text: text.into_string(),
+                        file: None,
                         status: Status::Unread,
                         timer: content.timer,
                         expires_at: None,
@@ -976,7 +1218,15 @@ impl Messenger {
                     out.push(Effect::Notify(Event::TimerChanged { contact, timer }));
                 }
             }
-            Body::File(_) => out.push(Effect::Notify(Event::Unsupported { contact, what: "file" })),
+            Body::File(descriptor) => {
+                if !self.remember_received(content.id) {
+                    self.refuse(Refusal::Duplicate, out);
+                } else {
+                    let offer = (content.id, UnixMillis(content.sent_at_ms), content.timer);
+                    self.received_file(contact, device, offer, descriptor, now, out);
+                }
+                self.send_receipt(contact, ReceiptKind::Delivered, vec![content.id], now, rng, out);
+            }
             Body::Call(_) => out.push(Effect::Notify(Event::Unsupported { contact, what: "call" })),
             Body::Typing(_) => {}
         }
@@ -1056,6 +1306,11 @@ impl Messenger {
             self.unread.remove(&id);
             self.sent.remove(&id);
             out.push(Effect::Write(Write::DeleteMessage(id)));
+            if let Some(file) = self.attachments.remove(&id) {
+                self.transfers.remove(&file);
+                out.push(Effect::Write(Write::DeleteTransfer(file)));
+                out.push(Effect::DeleteFile { file });
+            }
             out.push(Effect::Notify(Event::MessageExpired { id }));
         }
         self.retry_due(now, rng, out);

@@ -6,7 +6,7 @@
 
 use xchat_crypto::device::DeviceId;
 use xchat_crypto::signature::VerifyingKey;
-use xchat_proto::content::{MessageId, VanishingTimer};
+use xchat_proto::content::{FileId, MessageId, VanishingTimer};
 use zeroize::Zeroizing;
 
 use crate::contact::ContactId;
@@ -65,8 +65,10 @@ pub struct MessageRecord {
     pub sent_at: UnixMillis,
     /// When this device wrote it down.
     pub received_at: UnixMillis,
-    /// The text.
+    /// The text (for a file: its name).
     pub text: String,
+    /// The file it offers, if it is a file's message ([`crate::transfer`]).
+    pub file: Option<FileId>,
     /// Its state.
     pub status: Status,
     /// The vanishing timer it was sent with.

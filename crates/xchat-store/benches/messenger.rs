@@ -182,6 +182,7 @@ fn history(c: &mut Criterion) {
                     status: if n % 2 == 0 { Status::Read } else { Status::Seen },
                     timer: VanishingTimer::OFF,
                     expires_at: None,
+                    file: None,
                 })
             })
             .collect();

@@ -84,6 +84,7 @@ CREATE TABLE messages (
     sent_at       INTEGER NOT NULL CHECK (sent_at >= 0),
     received_at   INTEGER NOT NULL CHECK (received_at >= 0),
     text          TEXT NOT NULL,
+    file          BLOB CHECK (length(file) = 16),
     status        INTEGER NOT NULL CHECK (status BETWEEN 1 AND 8),
     fail_reason   INTEGER CHECK (fail_reason IN (1, 2)),
     timer_seconds INTEGER NOT NULL CHECK (timer_seconds >= 0),
@@ -98,6 +99,32 @@ CREATE INDEX messages_open ON messages (id)
     WHERE (direction = 0 AND status NOT IN (5, 6)) OR (direction = 1 AND status = 7);
 -- Messages whose vanishing timer runs.
 CREATE INDEX messages_expiring ON messages (expires_at) WHERE expires_at IS NOT NULL;
+
+-- Files offered in conversations (xchat_core::transfer): the descriptor's
+-- fields (the key decrypts the file: this table is as secret as the
+-- history), the device that offered a received file, and where the transfer
+-- stands. `direction` as in `messages`; `state`: 1 offered, 2 accepted,
+-- 3 transferring, 4 complete, 5 failed (`fail_reason`: 1 unreachable,
+-- 2 corrupt, 3 cancelled, 4 no space).
+CREATE TABLE transfers (
+    file        BLOB PRIMARY KEY NOT NULL CHECK (length(file) = 16),
+    message     BLOB NOT NULL CHECK (length(message) = 16),
+    contact     BLOB NOT NULL REFERENCES contacts (id),
+    direction   INTEGER NOT NULL CHECK (direction IN (0, 1)),
+    source      BLOB CHECK (length(source) = 16),
+    name        TEXT NOT NULL,
+    media_type  TEXT NOT NULL,
+    size        INTEGER NOT NULL CHECK (size >= 0),
+    hash        BLOB NOT NULL CHECK (length(hash) = 32),
+    key         BLOB NOT NULL CHECK (length(key) = 32),
+    state       INTEGER NOT NULL CHECK (state BETWEEN 1 AND 5),
+    fail_reason INTEGER CHECK (fail_reason BETWEEN 1 AND 4),
+    chunks_done INTEGER NOT NULL CHECK (chunks_done >= 0),
+    updated_at  INTEGER NOT NULL CHECK (updated_at >= 0)
+) STRICT, WITHOUT ROWID;
+
+-- Transfers the messenger follows (all but complete ones), loaded at startup.
+CREATE INDEX transfers_open ON transfers (file) WHERE state != 4;
 
 -- Ids of received messages, oldest first, to refuse a duplicate even after
 -- the message vanished; the newest `MAX_REMEMBERED_IDS` are kept.

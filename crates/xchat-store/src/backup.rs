@@ -212,6 +212,7 @@ fn build_image(conn: &mut Connection) -> Result<BackupSummary, StoreError> {
          DELETE FROM {s}.seen_envelopes WHERE message IN (SELECT id FROM temp.vanishing);
          DELETE FROM {s}.outbox WHERE message IN (SELECT id FROM temp.vanishing);
          DELETE FROM {s}.waiting WHERE message IN (SELECT id FROM temp.vanishing);
+         DELETE FROM {s}.transfers WHERE message IN (SELECT id FROM temp.vanishing);
          DELETE FROM {s}.messages WHERE id IN (SELECT id FROM temp.vanishing);"
     ))?;
     let count = |sql: &str| -> Result<u64, StoreError> {

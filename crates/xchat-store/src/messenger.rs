@@ -21,10 +21,14 @@ use xchat_core::record::{
 };
 use xchat_core::retry::Route;
 use xchat_core::time::UnixMillis;
+use xchat_core::transfer::{TransferFailure, TransferRecord, TransferState};
 use xchat_crypto::device::{DeviceId, UnverifiedDeviceCertificate};
+use xchat_crypto::file::{FileDigest, FileKey};
 use xchat_crypto::ratchet::Session;
 use xchat_crypto::signature::VerifyingKey;
-use xchat_proto::content::{MessageId, VanishingTimer};
+use xchat_proto::content::{
+    FileDescriptor, FileId, FileName, MediaType, MessageId, VanishingTimer,
+};
 use zeroize::Zeroizing;
 
 use crate::crypto_state::{blob, sql_ms};
@@ -38,6 +42,10 @@ const INITIATION_KEY_BYTES: usize = 32;
 /// The remembered ids and envelope hashes are pruned to
 /// [`MAX_REMEMBERED_IDS`] once every this many inserts, not at each one.
 const PRUNE_EVERY: i64 = 1024;
+
+/// The columns `transfer_record` reads, in its order.
+const TRANSFER_COLUMNS: &str = "SELECT file, message, contact, direction, source, name, media_type,
+     size, hash, key, state, fail_reason, chunks_done, updated_at FROM transfers";
 
 /// Most messages one history page returns.
 pub const MAX_HISTORY_PAGE: usize = 1000;
@@ -117,6 +125,10 @@ impl Batch<'_> {
             Write::Settings(settings) => {
                 self.put_setting(READ_RECEIPTS_SETTING, &[u8::from(settings.read_receipts)])
             }
+            Write::Transfer(transfer) => self.put_transfer(transfer),
+            Write::DeleteTransfer(file) => {
+                self.execute("DELETE FROM transfers WHERE file = ?1", [&file.as_bytes()[..]])
+            }
         }
     }
 
@@ -185,13 +197,14 @@ impl Batch<'_> {
         let (status, reason) = status_code(message.status);
         self.execute(
             "INSERT INTO messages (id, contact, direction, sent_at, received_at, text, status,
-                 fail_reason, timer_seconds, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 fail_reason, timer_seconds, expires_at, file)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
              ON CONFLICT (id) DO UPDATE SET contact = excluded.contact,
                  direction = excluded.direction, sent_at = excluded.sent_at,
                  received_at = excluded.received_at, text = excluded.text,
                  status = excluded.status, fail_reason = excluded.fail_reason,
-                 timer_seconds = excluded.timer_seconds, expires_at = excluded.expires_at",
+                 timer_seconds = excluded.timer_seconds, expires_at = excluded.expires_at,
+                 file = excluded.file",
             params![
                 &message.id.as_bytes()[..],
                 &message.contact.0[..],
@@ -203,6 +216,7 @@ impl Batch<'_> {
                 reason,
                 message.timer.as_secs(),
                 message.expires_at.map(|at| sql_ms(at.0)),
+                message.file.map(|file| file.as_bytes().to_vec()),
             ],
         )?;
         if message.direction == Direction::Incoming {
@@ -213,6 +227,35 @@ impl Batch<'_> {
             self.prune("received_ids")?;
         }
         Ok(())
+    }
+
+    fn put_transfer(&mut self, transfer: &TransferRecord) -> Result<(), StoreError> {
+        let descriptor = &transfer.descriptor;
+        let (state, reason) = transfer_state_code(transfer.state);
+        self.execute(
+            "INSERT INTO transfers (file, message, contact, direction, source, name, media_type,
+                 size, hash, key, state, fail_reason, chunks_done, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+             ON CONFLICT (file) DO UPDATE SET state = excluded.state,
+                 fail_reason = excluded.fail_reason, chunks_done = excluded.chunks_done,
+                 updated_at = excluded.updated_at",
+            params![
+                &descriptor.id().as_bytes()[..],
+                &transfer.message.as_bytes()[..],
+                &transfer.contact.0[..],
+                direction_code(transfer.direction),
+                transfer.source.map(|device| device.as_bytes().to_vec()),
+                descriptor.name().as_str(),
+                descriptor.media_type().as_str(),
+                sql_ms(descriptor.size()),
+                &descriptor.digest().hash()[..],
+                &descriptor.key().to_bytes()[..],
+                state,
+                reason,
+                sql_ms(transfer.chunks_done),
+                sql_ms(transfer.updated_at.0),
+            ],
+        )
     }
 
     fn put_outbox(&mut self, entry: &OutboxEntry) -> Result<(), StoreError> {
@@ -343,6 +386,19 @@ impl Store {
                 .rev()
                 .collect(),
             settings: self.load_settings()?,
+            transfers: self.collect(
+                &format!("{TRANSFER_COLUMNS} INDEXED BY transfers_open WHERE state != 4"),
+                [],
+                transfer_record,
+            )?,
+            attachments: self.collect(
+                "SELECT id, file FROM messages WHERE file IS NOT NULL AND timer_seconds != 0",
+                [],
+                |row| {
+                    let file = FileId::from_bytes(blob(row, 1)?.try_into().map_err(|_| corrupt())?);
+                    Ok((message_id(row, 0)?, file))
+                },
+            )?,
         })
     }
 
@@ -403,7 +459,7 @@ impl Store {
     ) -> Result<Vec<MessageRecord>, StoreError> {
         let limit = i64::try_from(limit.min(MAX_HISTORY_PAGE)).unwrap_or(0);
         const COLUMNS: &str = "SELECT id, contact, direction, sent_at, received_at, text, status,
-                 fail_reason, timer_seconds, expires_at FROM messages INDEXED BY messages_history";
+                 fail_reason, timer_seconds, expires_at, file FROM messages INDEXED BY messages_history";
         match before {
             Some((sent_at, id)) => self.collect(
                 &format!(
@@ -421,6 +477,30 @@ impl Store {
         }
     }
 
+    /// The transfer of `file`, whatever its state.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] for a value the schema does not allow.
+    pub fn transfer(&self, file: FileId) -> Result<Option<TransferRecord>, StoreError> {
+        self.conn()
+            .prepare_cached(&format!("{TRANSFER_COLUMNS} WHERE file = ?1"))?
+            .query_row([&file.as_bytes()[..]], |row| Ok(transfer_record(row)))
+            .optional()?
+            .transpose()
+    }
+
+    /// Every transfer of a conversation, newest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] for a value the schema does not allow.
+    pub fn transfers(&self, contact: ContactId) -> Result<Vec<TransferRecord>, StoreError> {
+        self.collect(
+            &format!("{TRANSFER_COLUMNS} WHERE contact = ?1 ORDER BY updated_at DESC"),
+            [&contact.0[..]],
+            transfer_record,
+        )
+    }
+
     /// One message of the history, if it is there.
     ///
     /// # Errors
@@ -429,7 +509,7 @@ impl Store {
         self.conn()
             .prepare_cached(
                 "SELECT id, contact, direction, sent_at, received_at, text, status, fail_reason,
-                     timer_seconds, expires_at
+                     timer_seconds, expires_at, file
                  FROM messages WHERE id = ?1",
             )?
             .query_row([&id.as_bytes()[..]], |row| Ok(message_record(row)))
@@ -517,6 +597,69 @@ fn message_record(row: &Row<'_>) -> Result<MessageRecord, StoreError> {
         status: status(row.get(6)?, row.get(7)?)?,
         timer: timer(row, 8)?,
         expires_at: row.get::<_, Option<i64>>(9)?.map(to_ms).transpose()?.map(UnixMillis),
+        file: row
+            .get_ref(10)?
+            .as_blob_or_null()
+            .map_err(rusqlite::Error::from)?
+            .map(|bytes| bytes.try_into().map(FileId::from_bytes).map_err(|_| corrupt()))
+            .transpose()?,
+    })
+}
+
+fn transfer_record(row: &Row<'_>) -> Result<TransferRecord, StoreError> {
+    let file = FileId::from_bytes(blob(row, 0)?.try_into().map_err(|_| corrupt())?);
+    let name = FileName::new(row.get(5)?).map_err(|_| corrupt())?;
+    let media_type = MediaType::new(row.get(6)?).map_err(|_| corrupt())?;
+    let hash: [u8; 32] = blob(row, 8)?.try_into().map_err(|_| corrupt())?;
+    let key: &[u8; 32] = blob(row, 9)?.try_into().map_err(|_| corrupt())?;
+    let digest = FileDigest::new(ms(row, 7)?, hash);
+    let descriptor = FileDescriptor::new(file, name, media_type, FileKey::from_bytes(key), digest)
+        .map_err(|_| corrupt())?;
+    Ok(TransferRecord {
+        descriptor,
+        message: message_id(row, 1)?,
+        contact: contact_id(row, 2)?,
+        direction: match row.get::<_, i64>(3)? {
+            0 => Direction::Outgoing,
+            1 => Direction::Incoming,
+            _ => return Err(corrupt()),
+        },
+        source: row
+            .get_ref(4)?
+            .as_blob_or_null()
+            .map_err(rusqlite::Error::from)?
+            .map(|bytes| bytes.try_into().map(DeviceId::from_bytes).map_err(|_| corrupt()))
+            .transpose()?,
+        state: transfer_state(row.get(10)?, row.get(11)?)?,
+        chunks_done: ms(row, 12)?,
+        updated_at: UnixMillis(ms(row, 13)?),
+    })
+}
+
+fn transfer_state_code(state: TransferState) -> (i64, Option<i64>) {
+    match state {
+        TransferState::Offered => (1, None),
+        TransferState::Accepted => (2, None),
+        TransferState::Transferring => (3, None),
+        TransferState::Complete => (4, None),
+        TransferState::Failed(TransferFailure::Unreachable) => (5, Some(1)),
+        TransferState::Failed(TransferFailure::Corrupt) => (5, Some(2)),
+        TransferState::Failed(TransferFailure::Cancelled) => (5, Some(3)),
+        TransferState::Failed(TransferFailure::NoSpace) => (5, Some(4)),
+    }
+}
+
+fn transfer_state(code: i64, reason: Option<i64>) -> Result<TransferState, StoreError> {
+    Ok(match (code, reason) {
+        (1, None) => TransferState::Offered,
+        (2, None) => TransferState::Accepted,
+        (3, None) => TransferState::Transferring,
+        (4, None) => TransferState::Complete,
+        (5, Some(1)) => TransferState::Failed(TransferFailure::Unreachable),
+        (5, Some(2)) => TransferState::Failed(TransferFailure::Corrupt),
+        (5, Some(3)) => TransferState::Failed(TransferFailure::Cancelled),
+        (5, Some(4)) => TransferState::Failed(TransferFailure::NoSpace),
+        _ => return Err(corrupt()),
     })
 }
 

@@ -135,6 +135,7 @@ mod tests {
                 "seen_envelopes",
                 "sessions",
                 "settings",
+                "transfers",
                 "waiting"
             ]
         );

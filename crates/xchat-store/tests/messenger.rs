@@ -52,6 +52,7 @@ fn message(
         status,
         timer: VanishingTimer::OFF,
         expires_at: None,
+        file: None,
     }
 }
 
@@ -193,4 +194,73 @@ fn a_batch_that_breaks_a_rule_of_the_schema_writes_nothing() {
         store.apply(|batch| batch.write_all(&[Write::Contact(alice), Write::Message(orphan)]));
     assert!(result.is_err());
     assert!(store.load_state().unwrap().contacts.is_empty(), "the contact was rolled back");
+}
+
+#[test]
+fn transfers_keep_their_descriptor_and_only_open_ones_load() {
+    use xchat_core::transfer::{TransferFailure, TransferRecord, TransferState};
+    use xchat_crypto::file::{FileDigest, FileKey};
+    use xchat_proto::content::{FileDescriptor, FileId, FileName, MediaType};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = create(dir.path(), 1);
+    let mut rng = ChaCha20Rng::seed_from_u64(4);
+    let alice = contact(1);
+    let timer = VanishingTimer::from_secs(60).unwrap();
+    let transfer = |rng: &mut ChaCha20Rng, state, message: &MessageRecord| TransferRecord {
+        descriptor: FileDescriptor::new(
+            FileId::random(rng),
+            FileName::new("report.pdf".into()).unwrap(),
+            MediaType::new("application/pdf".into()).unwrap(),
+            FileKey::generate(rng),
+            FileDigest::new(123_456, [3; 32]),
+        )
+        .unwrap(),
+        message: message.id,
+        contact: message.contact,
+        direction: message.direction,
+        source: Some(DeviceId::from_bytes([5; 16])),
+        state,
+        chunks_done: 1,
+        updated_at: UnixMillis(77),
+    };
+    let offer = |rng: &mut ChaCha20Rng, timer| MessageRecord {
+        timer,
+        ..message(rng, alice.id, 10, Status::Unread)
+    };
+    let (m1, m2, m3) = (
+        offer(&mut rng, VanishingTimer::OFF),
+        offer(&mut rng, timer),
+        offer(&mut rng, VanishingTimer::OFF),
+    );
+    let failed = transfer(&mut rng, TransferState::Failed(TransferFailure::Corrupt), &m1);
+    let moving = transfer(&mut rng, TransferState::Transferring, &m2);
+    let complete = transfer(&mut rng, TransferState::Complete, &m3);
+    let with_file = |m: &MessageRecord, t: &TransferRecord| {
+        Write::Message(MessageRecord { file: Some(t.file()), ..m.clone() })
+    };
+    apply(
+        &mut store,
+        &[
+            Write::Contact(alice.clone()),
+            with_file(&m1, &failed),
+            with_file(&m2, &moving),
+            with_file(&m3, &complete),
+            Write::Transfer(Box::new(failed.clone())),
+            Write::Transfer(Box::new(moving.clone())),
+            Write::Transfer(Box::new(complete.clone())),
+        ],
+    );
+    let state = store.load_state().unwrap();
+    let mut open: Vec<_> = state.transfers.iter().map(TransferRecord::file).collect();
+    open.sort();
+    let mut expected = vec![failed.file(), moving.file()];
+    expected.sort();
+    assert_eq!(open, expected, "a complete transfer is not followed");
+    assert_eq!(state.attachments, [(m2.id, moving.file())], "the vanishing message's file");
+    assert_eq!(store.transfer(complete.file()).unwrap().unwrap(), complete, "key and all");
+    assert_eq!(store.message(m1.id).unwrap().unwrap().file, Some(failed.file()));
+    assert_eq!(store.transfers(alice.id).unwrap().len(), 3);
+    apply(&mut store, &[Write::DeleteTransfer(moving.file())]);
+    assert_eq!(store.transfer(moving.file()).unwrap(), None);
 }

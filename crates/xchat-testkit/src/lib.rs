@@ -329,6 +329,8 @@ impl Sim {
                 }
                 Effect::Notify(event) => self.nodes[at].events.push((now, event)),
                 Effect::Answer(result) => answer = Some(result),
+                // Files' bytes move outside the simulated network.
+                Effect::FetchFile(_) | Effect::DeleteFile { .. } => {}
             }
         }
         answer
@@ -765,6 +767,7 @@ pub fn restore(writes: &[(UnixMillis, Write)]) -> State {
     let mut received = Vec::new();
     let mut envelopes = Vec::new();
     let mut settings = xchat_core::record::Settings::default();
+    let mut transfers = BTreeMap::new();
     for (_, write) in writes {
         match write {
             Write::PreKeys(_) => {}
@@ -811,6 +814,12 @@ pub fn restore(writes: &[(UnixMillis, Write)]) -> State {
             Write::Settings(s) => settings = *s,
             Write::SeenEnvelope { hash, contact, message } => {
                 envelopes.push((*hash, *contact, *message));
+            }
+            Write::Transfer(transfer) => {
+                transfers.insert(transfer.file(), (**transfer).clone());
+            }
+            Write::DeleteTransfer(file) => {
+                transfers.remove(file);
             }
         }
     }
@@ -863,7 +872,15 @@ pub fn restore(writes: &[(UnixMillis, Write)]) -> State {
             expiring.push((*id, at));
         }
     }
+    let attachments = messages
+        .iter()
+        .filter_map(|(id, (record, _))| {
+            Some((*id, record.file?)).filter(|_| !record.timer.is_off())
+        })
+        .collect();
     State {
+        transfers: transfers.into_values().filter(|t| t.state.is_open()).collect(),
+        attachments,
         contacts: contacts.into_values().collect(),
         peers,
         conversations: conversations.into_values().collect(),
@@ -924,10 +941,19 @@ pub fn state_digest(state: &State) -> String {
     let sent = sorted(state.sent.iter().map(|x| format!("{x:?}")).collect());
     let unread = sorted(state.unread.iter().map(|x| format!("{x:?}")).collect());
     let expiring = sorted(state.expiring.iter().map(|x| format!("{x:?}")).collect());
+    let transfers = sorted(
+        state
+            .transfers
+            .iter()
+            .map(|t| format!("{t:?} key={}", hex(&t.descriptor.key().to_bytes()[..])))
+            .collect(),
+    );
+    let attachments = sorted(state.attachments.iter().map(|x| format!("{x:?}")).collect());
     format!(
         "contacts {contacts:#?}\npeers {peers:#?}\nconversations {conversations:#?}\n\
          outbox {outbox:#?}\nwaiting {waiting:#?}\nsent {sent:#?}\nunread {unread:#?}\n\
-         expiring {expiring:#?}\nreceived {:?}\nenvelopes {:?}\nsettings {:?}",
+         expiring {expiring:#?}\ntransfers {transfers:#?}\nattachments {attachments:#?}\n\
+         received {:?}\nenvelopes {:?}\nsettings {:?}",
         state.received, state.envelopes, state.settings
     )
 }

@@ -92,7 +92,10 @@ fn main() {
         // Committed: now the promises, the sends and the follow-ups.
         for effect in effects {
             match effect {
-                Effect::Write(_) | Effect::PublishPreKeys { .. } => {}
+                Effect::Write(_)
+                | Effect::PublishPreKeys { .. }
+                | Effect::FetchFile(_)
+                | Effect::DeleteFile { .. } => {}
                 Effect::Answer(Ok(Done::Contact(
                     Added::New(id) | Added::Unchanged(id) | Added::KeyChanged(id),
                 ))) => contacts[at] = Some(id),
