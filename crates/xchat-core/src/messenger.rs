@@ -138,6 +138,13 @@ pub struct Messenger {
     transfers: BTreeMap<FileId, TransferRecord>,
     /// The files of vanishing messages, deleted with them.
     attachments: BTreeMap<MessageId, FileId>,
+    /// Delivery receipts not sent yet, per conversation: one receipt
+    /// answers every message received since the last deadline.
+    pending_receipts: BTreeMap<ContactId, Vec<MessageId>>,
+    /// Verified senders of recent envelopes (`sealed::Opener`).
+    opener: sealed::Opener,
+    /// Agreements with recent recipients (`sealed::Sealer`).
+    sealer: sealed::Sealer,
 }
 
 impl std::fmt::Debug for Messenger {
@@ -193,6 +200,9 @@ impl Messenger {
             refusals: BTreeMap::new(),
             transfers: state.transfers.into_iter().map(|t| (t.file(), t)).collect(),
             attachments: state.attachments.into_iter().collect(),
+            pending_receipts: BTreeMap::new(),
+            opener: sealed::Opener::new(),
+            sealer: sealed::Sealer::new(),
         };
         for id in state.received {
             messenger.remember_received(id);
@@ -261,7 +271,9 @@ impl Messenger {
         let expiry = self.expiring.first().map(|(at, _)| *at);
         let retry = self.outbox.values().map(|e| e.next_attempt_at).min();
         let refetch = self.refetch_at.values().min().copied();
-        [expiry, retry, refetch].into_iter().flatten().min()
+        // Receipts are due at once: whenever the node has no input waiting.
+        let receipts = (!self.pending_receipts.is_empty()).then_some(UnixMillis(0));
+        [expiry, retry, refetch, receipts].into_iter().flatten().min()
     }
 
     /// Applies `input` at `now` and returns what to do, in order. See the
@@ -740,6 +752,15 @@ impl Messenger {
         }
     }
 
+    /// Notes that `id` is to be acknowledged to `contact`: the receipt goes
+    /// at the next `TimePassed`, which `next_deadline` makes due at once, so
+    /// a node that handles a burst of envelopes before its deadlines sends
+    /// one receipt for all of them (one encryption and one envelope instead
+    /// of one per message).
+    fn receipt_due(&mut self, contact: ContactId, id: MessageId) {
+        self.pending_receipts.entry(contact).or_default().push(id);
+    }
+
     fn send_receipt(
         &mut self,
         contact: ContactId,
@@ -788,7 +809,7 @@ impl Messenger {
         let Ok(device_message) = device_message else { return };
         let recipient = *peer.certificate.agreement_key();
         let Ok(sealed) =
-            sealed::seal(&public, &self.device, &recipient, &device_message.encode(), rng)
+            self.sealer.seal(&public, &self.device, &recipient, &device_message.encode(), rng)
         else {
             return;
         };
@@ -1022,12 +1043,12 @@ impl Messenger {
         if let Some(&(contact, id)) = self.envelopes.get(&hash) {
             // A retry of an envelope already read: its receipt was lost.
             self.refuse(Refusal::Duplicate, out);
-            return self.send_receipt(contact, ReceiptKind::Delivered, vec![id], now, rng, out);
+            return self.receipt_due(contact, id);
         }
         let Ok(envelope) = Envelope::decode(bytes) else {
             return self.refuse(Refusal::Malformed, out);
         };
-        let Ok(opened) = sealed::open(&self.device, envelope.sealed()) else {
+        let Ok(opened) = self.opener.open(&self.device, envelope.sealed()) else {
             return self.refuse(Refusal::Undecryptable, out);
         };
         let identity = *opened.sender().signing_key();
@@ -1049,7 +1070,7 @@ impl Messenger {
             self.remember_envelope(hash, contact, content.id);
             out.push(Effect::Write(Write::SeenEnvelope { hash, contact, message: content.id }));
         }
-        self.received_content(contact, &identity, certificate.device_id(), content, now, rng, out);
+        self.received_content(contact, &identity, certificate.device_id(), content, now, out);
     }
 
     /// Decrypts a device message, starting a session if it carries an
@@ -1178,7 +1199,6 @@ impl Messenger {
         device: DeviceId,
         content: Content,
         now: UnixMillis,
-        rng: &mut impl CryptoRng,
         out: &mut Vec<Effect>,
     ) {
         match content.body {
@@ -1203,7 +1223,7 @@ impl Messenger {
                     out.push(Effect::Write(Write::Message(record.clone())));
                     out.push(Effect::Notify(Event::MessageReceived(record)));
                 }
-                self.send_receipt(contact, ReceiptKind::Delivered, vec![content.id], now, rng, out);
+                self.receipt_due(contact, content.id);
             }
             Body::Receipt(receipt) => {
                 self.received_receipt(contact, identity, device, &receipt, out);
@@ -1225,7 +1245,7 @@ impl Messenger {
                     let offer = (content.id, UnixMillis(content.sent_at_ms), content.timer);
                     self.received_file(contact, device, offer, descriptor, now, out);
                 }
-                self.send_receipt(contact, ReceiptKind::Delivered, vec![content.id], now, rng, out);
+                self.receipt_due(contact, content.id);
             }
             Body::Call(_) => out.push(Effect::Notify(Event::Unsupported { contact, what: "call" })),
             Body::Typing(_) => {}
@@ -1298,6 +1318,13 @@ impl Messenger {
 // Time.
 impl Messenger {
     fn time_passed(&mut self, now: UnixMillis, rng: &mut impl CryptoRng, out: &mut Vec<Effect>) {
+        for (contact, mut ids) in std::mem::take(&mut self.pending_receipts) {
+            ids.sort_unstable();
+            ids.dedup();
+            for chunk in ids.chunks(xchat_proto::content::MAX_RECEIPT_IDS) {
+                self.send_receipt(contact, ReceiptKind::Delivered, chunk.to_vec(), now, rng, out);
+            }
+        }
         while let Some(&(at, id)) = self.expiring.first() {
             if at > now {
                 break;

@@ -78,6 +78,7 @@ impl Net {
         at: usize,
         input: Input,
     ) -> Option<Result<Done, xchat_core::io::CommandError>> {
+        let is_tick = matches!(input, Input::TimePassed);
         let effects = self.nodes[at].messenger.handle(self.now, input, &mut self.rng);
         let mut answer = None;
         let mut follow_ups = Vec::new();
@@ -122,6 +123,11 @@ impl Net {
         }
         for input in follow_ups {
             self.input(at, input);
+        }
+        // As a node does: what is due (receipts, at once) goes when the
+        // input is done.
+        if !is_tick && self.nodes[at].messenger.next_deadline().is_some_and(|d| d <= self.now) {
+            self.input(at, Input::TimePassed);
         }
         answer
     }

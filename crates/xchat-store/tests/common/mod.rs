@@ -206,6 +206,7 @@ pub fn conversation(store: &mut Store, texts: &[(bool, &str)]) -> (Messenger, Me
     }) {
         // A second per input: texts are ordered by when they were sent.
         now = UnixMillis(now.0 + 1000);
+        let is_tick = matches!(input, Input::TimePassed);
         let effects = nodes[at].handle(now, input, &mut rng);
         let writes: Vec<_> = effects
             .iter()
@@ -247,6 +248,10 @@ pub fn conversation(store: &mut Store, texts: &[(bool, &str)]) -> (Messenger, Me
                 }
                 _ => {}
             }
+        }
+        // As a node does: what is due (receipts, at once) goes next.
+        if !is_tick && nodes[at].next_deadline().is_some_and(|d| d <= now) {
+            queue.push_front((at, Input::TimePassed));
         }
     }
     let bob = nodes.pop().expect("two nodes");

@@ -87,6 +87,7 @@ fn main() {
         let Some((at, input)) = next else { break };
         now = now.saturating_add(Duration::from_secs(1));
         let node = &mut nodes[at];
+        let is_tick = matches!(input, Input::TimePassed);
         let effects = node.messenger.handle(now, input, &mut rng);
         commit(&mut node.store, &effects);
         // Committed: now the promises, the sends and the follow-ups.
@@ -122,6 +123,10 @@ fn main() {
             }
         }
         stdout.flush().expect("stdout");
+        // As a node does: what is due (receipts, at once) goes next.
+        if !is_tick && nodes[at].messenger.next_deadline().is_some_and(|d| d <= now) {
+            queue.push_front((at, Input::TimePassed));
+        }
     }
     writeln!(stdout, "done").expect("stdout");
 }
