@@ -8,8 +8,9 @@
 
 use xchat_crypto::address::Address;
 use xchat_crypto::device::DeviceId;
-use xchat_crypto::signature::VerifyingKey;
+use xchat_crypto::signature::{SigningKey, VerifyingKey};
 use xchat_proto::content::{FileDescriptor, FileId, MessageId, VanishingTimer};
+use xchat_proto::mailbox::ItemId;
 use zeroize::Zeroizing;
 
 use crate::contact::{Added, Contact, ContactError, ContactId};
@@ -130,6 +131,15 @@ pub enum Input {
         /// The entry.
         entry: OutboxId,
     },
+    /// The network fetched this device's mailbox of `epoch` (asked by
+    /// `Effect::FetchMailbox`): each item is an envelope, untrusted, with
+    /// the mailbox's id for it.
+    MailboxFetched {
+        /// The mailbox's epoch.
+        epoch: u64,
+        /// What it held.
+        items: Vec<(ItemId, Vec<u8>)>,
+    },
     /// A contact's device became reachable directly, or stopped being.
     DeviceReachable {
         /// The contact's identity.
@@ -164,6 +174,18 @@ pub enum Effect {
     /// from `from_chunk` on, decrypt them and check the hash; answer with
     /// `FileProgress`, then `FileCompleted` or `FileFailed`.
     FetchFile(Box<FetchFile>),
+    /// Fetch what this device's mailboxes of these epochs hold (signing the
+    /// requests with each epoch's key); answer with `Input::MailboxFetched`
+    /// per epoch.
+    FetchMailbox(Vec<MailboxKey>),
+    /// Delete these items from this device's mailbox of `key`'s epoch: their
+    /// envelopes were processed, and what they caused is committed.
+    DeleteFromMailbox {
+        /// The mailbox's key.
+        key: MailboxKey,
+        /// The items.
+        items: Vec<ItemId>,
+    },
     /// Delete the node's copy of a file (its message vanished).
     DeleteFile {
         /// The file.
@@ -186,8 +208,21 @@ pub struct Send {
     pub device: DeviceId,
     /// Direct, or to the recipient's mailbox.
     pub route: Route,
+    /// For `Route::Mailbox`: the recipient device's mailbox key of the
+    /// current epoch, where the envelope is to be stored.
+    pub mailbox: Option<VerifyingKey>,
     /// The encoded envelope.
     pub envelope: Vec<u8>,
+}
+
+/// The secret of this device's mailbox key for one epoch
+/// (`xchat_crypto::mailbox`), to sign fetch and delete requests.
+#[derive(Debug)]
+pub struct MailboxKey {
+    /// The epoch.
+    pub epoch: u64,
+    /// The key's secret.
+    pub key: SigningKey,
 }
 
 /// A file to fetch.

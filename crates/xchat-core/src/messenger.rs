@@ -26,6 +26,7 @@ use xchat_crypto::bundle::PreKeys;
 use xchat_crypto::device::{Device, DeviceCertificate, DeviceId};
 use xchat_crypto::handshake::{self, UnverifiedInitiation};
 use xchat_crypto::identity::{Identity, PublicIdentity};
+use xchat_crypto::mailbox;
 use xchat_crypto::ratchet::Session;
 use xchat_crypto::sealed;
 use xchat_crypto::signature::VerifyingKey;
@@ -37,7 +38,9 @@ use xchat_proto::envelope::{DeviceMessage, Envelope};
 use zeroize::Zeroizing;
 
 use crate::contact::{Added, Contact, ContactBook, ContactId};
-use crate::io::{CommandError, Done, Effect, Event, FetchFile, Input, Refusal, Send, Write};
+use crate::io::{
+    CommandError, Done, Effect, Event, FetchFile, Input, MailboxKey, Refusal, Send, Write,
+};
 use crate::record::{
     Awaits, ConversationRecord, Direction, FailReason, MessageRecord, OutboxEntry, OutboxId,
     PeerRecord, Settings, Status, Waiting,
@@ -54,6 +57,13 @@ pub const MAX_REMEMBERED_IDS: usize = 200_000;
 pub const MAX_REMEMBERED_INITIATIONS: usize = 64;
 /// Replaced sessions kept per device (see [`PeerDevice::archived`]).
 pub const MAX_ARCHIVED_SESSIONS: usize = 3;
+/// How often the device fetches its mailboxes while it runs.
+pub const MAILBOX_POLL: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+/// Mailbox epochs fetched at each poll: the current one, the one after (a
+/// sender whose clock runs ahead), and as many before as a mailbox keeps an
+/// envelope (`xchat_proto::mailbox::MAX_TTL_SECONDS`).
+pub const MAILBOX_EPOCHS_BEHIND: u64 =
+    (xchat_proto::mailbox::MAX_TTL_SECONDS as u64 * 1000).div_ceil(mailbox::EPOCH_MS);
 /// How long to wait before asking again for the bundles of a contact that
 /// messages are waiting for.
 pub const BUNDLE_REFETCH: std::time::Duration = std::time::Duration::from_secs(5 * 60);
@@ -145,6 +155,8 @@ pub struct Messenger {
     opener: sealed::Opener,
     /// Agreements with recent recipients (`sealed::Sealer`).
     sealer: sealed::Sealer,
+    /// When the mailboxes are fetched next (at once after a start).
+    mailbox_poll_at: UnixMillis,
 }
 
 impl std::fmt::Debug for Messenger {
@@ -203,6 +215,7 @@ impl Messenger {
             pending_receipts: BTreeMap::new(),
             opener: sealed::Opener::new(),
             sealer: sealed::Sealer::new(),
+            mailbox_poll_at: UnixMillis(0),
         };
         for id in state.received {
             messenger.remember_received(id);
@@ -273,7 +286,7 @@ impl Messenger {
         let refetch = self.refetch_at.values().min().copied();
         // Receipts are due at once: whenever the node has no input waiting.
         let receipts = (!self.pending_receipts.is_empty()).then_some(UnixMillis(0));
-        [expiry, retry, refetch, receipts].into_iter().flatten().min()
+        [expiry, retry, refetch, receipts, Some(self.mailbox_poll_at)].into_iter().flatten().min()
     }
 
     /// Applies `input` at `now` and returns what to do, in order. See the
@@ -365,7 +378,9 @@ impl Messenger {
                 self.bundles_fetched(&identity, &records, now, rng, &mut out);
             }
             Input::EnvelopeReceived { envelope } => self.receive(&envelope, now, rng, &mut out),
-            Input::SendAcknowledged { entry, route } => self.acknowledged(entry, route, &mut out),
+            Input::SendAcknowledged { entry, route } => {
+                self.acknowledged(entry, route, now, &mut out);
+            }
             Input::SendFailed { entry } => {
                 // The retry is already scheduled; a device that failed is
                 // not reachable directly.
@@ -391,6 +406,23 @@ impl Messenger {
                 }
             }
             Input::TimePassed => self.time_passed(now, rng, &mut out),
+            Input::MailboxFetched { epoch, items } => {
+                let mut processed = Vec::with_capacity(items.len());
+                for (item, envelope) in items {
+                    self.receive(&envelope, now, rng, &mut out);
+                    processed.push(item);
+                }
+                // Refused items too: they would only come back.
+                if !processed.is_empty()
+                    && let Ok(key) =
+                        mailbox::mailbox_signing_key(&self.identity, self.device.id(), epoch)
+                {
+                    out.push(Effect::DeleteFromMailbox {
+                        key: MailboxKey { epoch, key },
+                        items: processed,
+                    });
+                }
+            }
         }
         out
     }
@@ -833,6 +865,7 @@ impl Messenger {
             next_attempt_at: retry::next_attempt(0, now, rng),
             queued_at: now,
             reached: None,
+            mailbox_at: None,
         };
         out.push(Effect::Write(Write::Outbox(entry.clone())));
         out.push(Effect::Send(Send {
@@ -840,6 +873,7 @@ impl Messenger {
             identity: *identity,
             device,
             route,
+            mailbox: mailbox_of(route, identity, device, now),
             envelope: entry.envelope.clone(),
         }));
         self.outbox.insert(id, entry);
@@ -863,15 +897,21 @@ impl Messenger {
                 .get(&entry.identity.to_bytes())
                 .and_then(|d| d.get(&entry.device))
                 .is_some_and(|p| p.reachable);
-            let route = retry::route(entry.attempts, reachable);
+            let route = retry::retry_route(entry.attempts, reachable, entry.mailbox_at, now);
             entry.next_attempt_at = retry::next_attempt(entry.attempts, now, rng);
             entry.attempts = entry.attempts.saturating_add(1);
             out.push(Effect::Write(Write::Outbox(entry.clone())));
+            // A copy waits in the mailbox and the device is away: wait too.
+            let Some(route) = route else {
+                self.outbox.insert(id, entry);
+                continue;
+            };
             out.push(Effect::Send(Send {
                 entry: id,
                 identity: entry.identity,
                 device: entry.device,
                 route,
+                mailbox: mailbox_of(route, &entry.identity, entry.device, now),
                 envelope: entry.envelope.clone(),
             }));
             self.outbox.insert(id, entry);
@@ -885,16 +925,22 @@ impl Messenger {
         out.push(Effect::Notify(Event::StatusChanged { id: message, contact, status }));
     }
 
-    fn acknowledged(&mut self, id: OutboxId, route: Route, out: &mut Vec<Effect>) {
+    fn acknowledged(&mut self, id: OutboxId, route: Route, now: UnixMillis, out: &mut Vec<Effect>) {
         let Some(entry) = self.outbox.get_mut(&id) else { return };
         if entry.awaits == Awaits::Transport {
             self.outbox.remove(&id);
             out.push(Effect::Write(Write::DeleteOutbox(id)));
             return;
         }
+        if route == Route::Mailbox {
+            entry.mailbox_at = Some(now);
+        }
         // A message stays in the outbox until its delivery receipt; the
         // network's acknowledgement only tells the user how far it got.
         if entry.reached == Some(Route::Direct) {
+            if route == Route::Mailbox {
+                out.push(Effect::Write(Write::Outbox(entry.clone())));
+            }
             return;
         }
         entry.reached = Some(route);
@@ -1014,6 +1060,20 @@ impl Messenger {
     fn refuse(&mut self, refusal: Refusal, out: &mut Vec<Effect>) {
         *self.refusals.entry(refusal).or_default() += 1;
         out.push(Effect::Notify(Event::Refused(refusal)));
+    }
+}
+
+/// Where an envelope sent by `route` goes: for the mailbox, the recipient
+/// device's mailbox key of the current epoch.
+fn mailbox_of(
+    route: Route,
+    identity: &VerifyingKey,
+    device: DeviceId,
+    now: UnixMillis,
+) -> Option<VerifyingKey> {
+    match route {
+        Route::Direct => None,
+        Route::Mailbox => mailbox::mailbox_key(identity, device, mailbox::epoch_of(now.0)).ok(),
     }
 }
 
@@ -1318,6 +1378,18 @@ impl Messenger {
 // Time.
 impl Messenger {
     fn time_passed(&mut self, now: UnixMillis, rng: &mut impl CryptoRng, out: &mut Vec<Effect>) {
+        if self.mailbox_poll_at <= now {
+            self.mailbox_poll_at = now.saturating_add(MAILBOX_POLL);
+            let current = mailbox::epoch_of(now.0);
+            let keys: Vec<MailboxKey> = (current.saturating_sub(MAILBOX_EPOCHS_BEHIND)
+                ..=current + 1)
+                .filter_map(|epoch| {
+                    let key = mailbox::mailbox_signing_key(&self.identity, self.device.id(), epoch);
+                    key.ok().map(|key| MailboxKey { epoch, key })
+                })
+                .collect();
+            out.push(Effect::FetchMailbox(keys));
+        }
         for (contact, mut ids) in std::mem::take(&mut self.pending_receipts) {
             ids.sort_unstable();
             ids.dedup();

@@ -147,6 +147,9 @@ pub struct OutboxEntry {
     pub queued_at: UnixMillis,
     /// Where it reached so far: `Some(Route::Mailbox)` once a mailbox holds it.
     pub reached: Option<Route>,
+    /// When a mailbox last took it (it is stored again after
+    /// `retry::MAILBOX_REFRESH`).
+    pub mailbox_at: Option<UnixMillis>,
 }
 
 /// A message waiting for a session with its contact (no device known yet):

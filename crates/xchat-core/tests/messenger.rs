@@ -25,6 +25,7 @@ use xchat_crypto::phrase::Seed;
 use xchat_proto::content::{
     FileDescriptor, FileId, FileName, MediaType, MessageId, VanishingTimer,
 };
+use xchat_proto::mailbox::ItemId;
 
 const START: UnixMillis = UnixMillis(1_790_000_000_000);
 
@@ -38,6 +39,9 @@ struct Node {
     deleted_files: Vec<FileId>,
 }
 
+/// Mailbox nodes' contents: items by mailbox key.
+type Mailboxes = std::collections::BTreeMap<[u8; 32], Vec<(ItemId, Vec<u8>)>>;
+
 /// Two nodes, 0 and 1, and a network that is up or down.
 struct Net {
     nodes: [Node; 2],
@@ -47,6 +51,9 @@ struct Net {
     wire: VecDeque<(usize, Vec<u8>)>,
     /// Every envelope ever sent, to replay.
     sent: Vec<(usize, Vec<u8>)>,
+    /// Mailbox nodes, reachable when the two devices cannot reach each
+    /// other (off unless a test turns them on): items by mailbox key.
+    mailboxes: Option<Mailboxes>,
     rng: ChaCha20Rng,
 }
 
@@ -69,7 +76,15 @@ impl Net {
     fn new() -> Self {
         let mut rng = ChaCha20Rng::seed_from_u64(7);
         let nodes = [node(1, &mut rng), node(2, &mut rng)];
-        Self { nodes, now: START, up: true, wire: VecDeque::new(), sent: Vec::new(), rng }
+        Self {
+            nodes,
+            now: START,
+            up: true,
+            wire: VecDeque::new(),
+            sent: Vec::new(),
+            mailboxes: None,
+            rng,
+        }
     }
 
     /// Feeds `input` to node `at` and carries out its effects; returns the answer.
@@ -96,7 +111,12 @@ impl Net {
                 Effect::Send(send) => {
                     let to = self.index_of(&send.identity);
                     self.sent.push((to, send.envelope.clone()));
-                    if self.up {
+                    if let (Some(mailboxes), Some(key)) = (&mut self.mailboxes, send.mailbox) {
+                        let item = ItemId::of_envelope(&send.envelope);
+                        mailboxes.entry(key.to_bytes()).or_default().push((item, send.envelope));
+                        follow_ups
+                            .push(Input::SendAcknowledged { entry: send.entry, route: send.route });
+                    } else if self.up {
                         self.wire.push_back((to, send.envelope));
                         follow_ups
                             .push(Input::SendAcknowledged { entry: send.entry, route: send.route });
@@ -115,6 +135,28 @@ impl Net {
                     follow_ups.push(Input::BundlesFetched { identity, records });
                 }
                 Effect::PublishPreKeys { .. } => {}
+                Effect::FetchMailbox(keys) => {
+                    if let Some(mailboxes) = &self.mailboxes {
+                        for key in keys {
+                            let items = mailboxes
+                                .get(&key.key.verifying_key().to_bytes())
+                                .cloned()
+                                .unwrap_or_default();
+                            if !items.is_empty() {
+                                follow_ups.push(Input::MailboxFetched { epoch: key.epoch, items });
+                            }
+                        }
+                    }
+                }
+                Effect::DeleteFromMailbox { key, items } => {
+                    if let Some(mailbox) = self
+                        .mailboxes
+                        .as_mut()
+                        .and_then(|m| m.get_mut(&key.key.verifying_key().to_bytes()))
+                    {
+                        mailbox.retain(|(item, _)| !items.contains(item));
+                    }
+                }
                 Effect::FetchFile(fetch) => self.nodes[at].fetches.push(*fetch),
                 Effect::DeleteFile { file } => self.nodes[at].deleted_files.push(file),
                 Effect::Notify(event) => self.nodes[at].events.push(event),
@@ -283,6 +325,10 @@ fn an_offline_recipient_gets_every_message_exactly_once_after_retries() {
 fn a_retried_envelope_is_shown_once_and_acknowledged_again() {
     let mut net = Net::new();
     let (bob, _) = net.add_each_other();
+    // Alice is connected to Bob's device: her retries go straight to it.
+    let identity = *net.nodes[1].messenger.identity().signing_key();
+    let device = net.nodes[1].messenger.device().device_id();
+    net.input(0, Input::DeviceReachable { identity, device, reachable: true });
     let id = net.send(0, bob, "only once");
     // Deliver it, but lose every receipt Bob sends back.
     let (to, envelope) = net.wire.pop_front().unwrap();
@@ -514,5 +560,43 @@ fn a_vanishing_file_is_deleted_with_its_message_on_both_sides() {
     for node in &net.nodes {
         assert!(node.writes.iter().any(|w| matches!(w, Write::DeleteTransfer(f) if *f == file)));
         assert!(node.messenger.transfer(file).is_none());
+    }
+}
+
+#[test]
+fn an_offline_device_gets_its_texts_from_its_rotating_mailbox_which_is_then_emptied() {
+    let mut net = Net::new();
+    let (bob, _alice) = net.add_each_other();
+    net.send(0, bob, "first, direct");
+    net.deliver_all();
+    // Bob's device goes away; mailbox nodes are there.
+    net.up = false;
+    net.mailboxes = Some(Default::default());
+    let texts: Vec<MessageId> =
+        (0..3).map(|i| net.send(0, bob, &format!("while away {i}"))).collect();
+    // Direct attempts fail, then the retries go to Bob's mailbox.
+    net.advance(Duration::from_secs(60));
+    let epoch = xchat_crypto::mailbox::epoch_of(net.now.0);
+    let bob_key = *net.nodes[1].messenger.identity().signing_key();
+    let bob_device = net.nodes[1].messenger.device().device_id();
+    let expected = xchat_crypto::mailbox::mailbox_key(&bob_key, bob_device, epoch).unwrap();
+    let mailboxes = net.mailboxes.as_ref().unwrap();
+    assert_eq!(mailboxes.keys().copied().collect::<Vec<_>>(), [expected.to_bytes()]);
+    assert_eq!(mailboxes[&expected.to_bytes()].len(), 3, "one envelope per text");
+    for id in &texts {
+        assert_eq!(net.status_of(0, *id), Some(Status::InMailbox));
+    }
+    // Bob comes back: his next poll fetches and empties the mailbox.
+    net.up = true;
+    net.advance(xchat_core::messenger::MAILBOX_POLL);
+    assert_eq!(
+        net.received_texts(1),
+        ["first, direct", "while away 0", "while away 1", "while away 2"]
+    );
+    assert!(net.mailboxes.as_ref().unwrap()[&expected.to_bytes()].is_empty(), "deleted once read");
+    // Bob's receipts wait in Alice's mailbox until her next poll.
+    net.advance(xchat_core::messenger::MAILBOX_POLL);
+    for id in texts {
+        assert_eq!(net.status_of(0, id), Some(Status::Delivered));
     }
 }

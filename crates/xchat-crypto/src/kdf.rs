@@ -84,6 +84,8 @@ pub const SIG_MAILBOX_DELETE: &[u8] = b"xchat/v1/sig/mailbox-delete";
 pub const MAILBOX_ITEM_ID: &[u8] = b"xchat/v1/mailbox/item-id";
 /// SHA-256 prefix of a mailbox store request's proof-of-work stamp.
 pub const MAILBOX_STAMP: &[u8] = b"xchat/v1/mailbox/stamp";
+/// SHA-256 prefix of a mailbox key's tweak (`mailbox.rs`).
+pub const MAILBOX_KEY_TWEAK: &[u8] = b"xchat/v1/mailbox/key-tweak";
 
 // --- Store ----------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ pub mod handshake;
 pub mod identity;
 pub mod kdf;
 pub mod kem;
+pub mod mailbox;
 pub mod padding;
 pub mod phrase;
 pub mod ratchet;

@@ -144,7 +144,7 @@ CREATE TABLE seen_envelopes (
 
 -- Sealed envelopes waiting for delivery, one per recipient device.
 -- `awaits`: 1 a delivery receipt, 2 the network's acknowledgement.
--- `reached`: 1 direct, 2 mailbox.
+-- `reached`: 1 direct, 2 mailbox; `mailbox_at`: when a mailbox last took it.
 CREATE TABLE outbox (
     id              INTEGER PRIMARY KEY,
     message         BLOB NOT NULL CHECK (length(message) = 16),
@@ -155,7 +155,8 @@ CREATE TABLE outbox (
     attempts        INTEGER NOT NULL CHECK (attempts >= 0),
     next_attempt_at INTEGER NOT NULL CHECK (next_attempt_at >= 0),
     queued_at       INTEGER NOT NULL CHECK (queued_at >= 0),
-    reached         INTEGER CHECK (reached IN (1, 2))
+    reached         INTEGER CHECK (reached IN (1, 2)),
+    mailbox_at      INTEGER CHECK (mailbox_at >= 0)
 ) STRICT;
 
 -- Messages waiting for a session with their contact: the encoded content

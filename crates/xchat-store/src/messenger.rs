@@ -261,13 +261,14 @@ impl Batch<'_> {
     fn put_outbox(&mut self, entry: &OutboxEntry) -> Result<(), StoreError> {
         self.execute(
             "INSERT INTO outbox (id, message, identity, device, envelope, awaits, attempts,
-                 next_attempt_at, queued_at, reached)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 next_attempt_at, queued_at, reached, mailbox_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
              ON CONFLICT (id) DO UPDATE SET message = excluded.message,
                  identity = excluded.identity, device = excluded.device,
                  envelope = excluded.envelope, awaits = excluded.awaits,
                  attempts = excluded.attempts, next_attempt_at = excluded.next_attempt_at,
-                 queued_at = excluded.queued_at, reached = excluded.reached",
+                 queued_at = excluded.queued_at, reached = excluded.reached,
+                 mailbox_at = excluded.mailbox_at",
             params![
                 outbox_key(entry.id),
                 &entry.message.as_bytes()[..],
@@ -279,6 +280,7 @@ impl Batch<'_> {
                 sql_ms(entry.next_attempt_at.0),
                 sql_ms(entry.queued_at.0),
                 entry.reached.map(route_code),
+                entry.mailbox_at.map(|at| sql_ms(at.0)),
             ],
         )
     }
@@ -340,7 +342,7 @@ impl Store {
             )?,
             outbox: self.collect(
                 "SELECT id, message, identity, device, envelope, awaits, attempts,
-                     next_attempt_at, queued_at, reached
+                     next_attempt_at, queued_at, reached, mailbox_at
                  FROM outbox",
                 [],
                 outbox_entry,
@@ -681,6 +683,7 @@ fn outbox_entry(row: &Row<'_>) -> Result<OutboxEntry, StoreError> {
             Some(2) => Some(Route::Mailbox),
             Some(_) => return Err(corrupt()),
         },
+        mailbox_at: row.get::<_, Option<i64>>(10)?.map(to_ms).transpose()?.map(UnixMillis),
     })
 }
 

@@ -122,8 +122,9 @@ fn every_write_reads_back_as_the_state_a_messenger_loads() {
         next_attempt_at: UnixMillis(99),
         queued_at: UnixMillis(9),
         reached: Some(Route::Mailbox),
+        mailbox_at: Some(UnixMillis(50)),
     };
-    let gone = OutboxEntry { id: OutboxId(1), reached: None, ..entry.clone() };
+    let gone = OutboxEntry { id: OutboxId(1), reached: None, mailbox_at: None, ..entry.clone() };
     let mut content = vec![0; 40];
     rng.fill_bytes(&mut content);
     let waiting = Waiting {

@@ -329,8 +329,12 @@ impl Sim {
                 }
                 Effect::Notify(event) => self.nodes[at].events.push((now, event)),
                 Effect::Answer(result) => answer = Some(result),
-                // Files' bytes move outside the simulated network.
-                Effect::FetchFile(_) | Effect::DeleteFile { .. } => {}
+                // Files' bytes move outside the simulated network, and
+                // mailboxes are the simulator's own (`Node::mailbox`).
+                Effect::FetchFile(_)
+                | Effect::DeleteFile { .. }
+                | Effect::FetchMailbox(_)
+                | Effect::DeleteFromMailbox { .. } => {}
             }
         }
         answer

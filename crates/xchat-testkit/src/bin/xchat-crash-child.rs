@@ -96,7 +96,9 @@ fn main() {
                 Effect::Write(_)
                 | Effect::PublishPreKeys { .. }
                 | Effect::FetchFile(_)
-                | Effect::DeleteFile { .. } => {}
+                | Effect::DeleteFile { .. }
+                | Effect::FetchMailbox(_)
+                | Effect::DeleteFromMailbox { .. } => {}
                 Effect::Answer(Ok(Done::Contact(
                     Added::New(id) | Added::Unchanged(id) | Added::KeyChanged(id),
                 ))) => contacts[at] = Some(id),
