@@ -94,8 +94,9 @@ CREATE TABLE messages (
 -- A page of a conversation, newest first: the order every device shows.
 CREATE INDEX messages_history ON messages (contact, sent_at, id);
 -- Messages that may still change on their own: outgoing ones that may get
--- a receipt, incoming ones not read yet (loaded at startup).
-CREATE INDEX messages_open ON messages (id)
+-- a receipt, incoming ones not read yet (loaded at startup). Keyed by the
+-- time of arrival, so that new entries go at its end.
+CREATE INDEX messages_open ON messages (received_at)
     WHERE (direction = 0 AND status NOT IN (5, 6)) OR (direction = 1 AND status = 7);
 -- Messages whose vanishing timer runs.
 CREATE INDEX messages_expiring ON messages (expires_at) WHERE expires_at IS NOT NULL;
@@ -127,17 +128,20 @@ CREATE TABLE transfers (
 CREATE INDEX transfers_open ON transfers (file) WHERE state != 4;
 
 -- Ids of received messages, oldest first, to refuse a duplicate even after
--- the message vanished; the newest `MAX_REMEMBERED_IDS` are kept.
+-- the message vanished; the newest `MAX_REMEMBERED_IDS` are kept. The core
+-- writes each id once, so the table is append-only: no index on `id`
+-- (which would put every insert at a random place).
 CREATE TABLE received_ids (
     seq INTEGER PRIMARY KEY,
-    id  BLOB NOT NULL UNIQUE CHECK (length(id) = 16)
+    id  BLOB NOT NULL CHECK (length(id) = 16)
 ) STRICT;
 
 -- SHA-256 of processed envelopes that carried a text, oldest first, with
 -- their conversation and message: a retried envelope is acknowledged again.
+-- Written once per envelope by the core: append-only, as `received_ids`.
 CREATE TABLE seen_envelopes (
     seq     INTEGER PRIMARY KEY,
-    hash    BLOB NOT NULL UNIQUE CHECK (length(hash) = 32),
+    hash    BLOB NOT NULL CHECK (length(hash) = 32),
     contact BLOB NOT NULL CHECK (length(contact) = 16),
     message BLOB NOT NULL CHECK (length(message) = 16)
 ) STRICT;

@@ -64,4 +64,4 @@ pub use key::{
 pub use messenger::MAX_HISTORY_PAGE;
 pub use migration::SCHEMA_VERSION;
 pub use settings::{MAX_SETTING_KEY_BYTES, MAX_SETTING_VALUE_BYTES};
-pub use store::{BUSY_TIMEOUT, Batch, DATABASE_FILE, JOURNAL_SIZE_LIMIT_BYTES, Store};
+pub use store::{BUSY_TIMEOUT, Batch, CACHE_KIB, DATABASE_FILE, JOURNAL_SIZE_LIMIT_BYTES, Store};

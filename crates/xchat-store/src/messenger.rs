@@ -93,8 +93,7 @@ impl Batch<'_> {
             }
             Write::SeenEnvelope { hash, contact, message } => {
                 self.execute(
-                    "INSERT INTO seen_envelopes (hash, contact, message) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (hash) DO NOTHING",
+                    "INSERT INTO seen_envelopes (hash, contact, message) VALUES (?1, ?2, ?3)",
                     params![&hash[..], &contact.0[..], &message.as_bytes()[..]],
                 )?;
                 self.prune("seen_envelopes")
@@ -221,7 +220,7 @@ impl Batch<'_> {
         )?;
         if message.direction == Direction::Incoming {
             self.execute(
-                "INSERT INTO received_ids (id) VALUES (?1) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO received_ids (id) VALUES (?1)",
                 [&message.id.as_bytes()[..]],
             )?;
             self.prune("received_ids")?;
