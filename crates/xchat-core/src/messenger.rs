@@ -64,6 +64,8 @@ pub const MAILBOX_POLL: std::time::Duration = std::time::Duration::from_secs(5 *
 /// envelope (`xchat_proto::mailbox::MAX_TTL_SECONDS`).
 pub const MAILBOX_EPOCHS_BEHIND: u64 =
     (xchat_proto::mailbox::MAX_TTL_SECONDS as u64 * 1000).div_ceil(mailbox::EPOCH_MS);
+/// Contacts' devices whose mailbox key of the current epoch is kept.
+pub const MAX_CACHED_MAILBOX_KEYS: usize = 4096;
 /// How long to wait before asking again for the bundles of a contact that
 /// messages are waiting for.
 pub const BUNDLE_REFETCH: std::time::Duration = std::time::Duration::from_secs(5 * 60);
@@ -157,6 +159,8 @@ pub struct Messenger {
     sealer: sealed::Sealer,
     /// When the mailboxes are fetched next (at once after a start).
     mailbox_poll_at: UnixMillis,
+    /// Contacts' devices' mailbox keys of one epoch.
+    mailbox_keys: (u64, BTreeMap<([u8; 32], DeviceId), VerifyingKey>),
 }
 
 impl std::fmt::Debug for Messenger {
@@ -216,6 +220,7 @@ impl Messenger {
             opener: sealed::Opener::new(),
             sealer: sealed::Sealer::new(),
             mailbox_poll_at: UnixMillis(0),
+            mailbox_keys: (0, BTreeMap::new()),
         };
         for id in state.received {
             messenger.remember_received(id);
@@ -873,10 +878,38 @@ impl Messenger {
             identity: *identity,
             device,
             route,
-            mailbox: mailbox_of(route, identity, device, now),
+            mailbox: self.mailbox_of(route, identity, device, now),
             envelope: entry.envelope.clone(),
         }));
         self.outbox.insert(id, entry);
+    }
+
+    /// Where an envelope sent by `route` goes: for the mailbox, the
+    /// recipient device's mailbox key of the current epoch (derived once per
+    /// device and epoch: a tweak costs an elliptic-curve multiplication).
+    fn mailbox_of(
+        &mut self,
+        route: Route,
+        identity: &VerifyingKey,
+        device: DeviceId,
+        now: UnixMillis,
+    ) -> Option<VerifyingKey> {
+        if route == Route::Direct {
+            return None;
+        }
+        let epoch = mailbox::epoch_of(now.0);
+        if self.mailbox_keys.0 != epoch {
+            self.mailbox_keys = (epoch, BTreeMap::new());
+        }
+        let cache = &mut self.mailbox_keys.1;
+        if let Some(key) = cache.get(&(identity.to_bytes(), device)) {
+            return Some(*key);
+        }
+        let key = mailbox::mailbox_key(identity, device, epoch).ok()?;
+        if cache.len() < MAX_CACHED_MAILBOX_KEYS {
+            cache.insert((identity.to_bytes(), device), key);
+        }
+        Some(key)
     }
 
     /// Sends every outbox entry whose retry is due.
@@ -911,7 +944,7 @@ impl Messenger {
                 identity: entry.identity,
                 device: entry.device,
                 route,
-                mailbox: mailbox_of(route, &entry.identity, entry.device, now),
+                mailbox: self.mailbox_of(route, &entry.identity, entry.device, now),
                 envelope: entry.envelope.clone(),
             }));
             self.outbox.insert(id, entry);
@@ -1060,20 +1093,6 @@ impl Messenger {
     fn refuse(&mut self, refusal: Refusal, out: &mut Vec<Effect>) {
         *self.refusals.entry(refusal).or_default() += 1;
         out.push(Effect::Notify(Event::Refused(refusal)));
-    }
-}
-
-/// Where an envelope sent by `route` goes: for the mailbox, the recipient
-/// device's mailbox key of the current epoch.
-fn mailbox_of(
-    route: Route,
-    identity: &VerifyingKey,
-    device: DeviceId,
-    now: UnixMillis,
-) -> Option<VerifyingKey> {
-    match route {
-        Route::Direct => None,
-        Route::Mailbox => mailbox::mailbox_key(identity, device, mailbox::epoch_of(now.0)).ok(),
     }
 }
 
