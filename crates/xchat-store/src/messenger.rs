@@ -150,8 +150,8 @@ impl Batch<'_> {
     }
 
     /// Saves a peer device and its sessions. A device saved again keeps its
-    /// revocation; a session slot whose record did not change is not
-    /// rewritten (every message advances only the current session).
+    /// revocation; a row whose values did not change is not rewritten (every
+    /// message advances only the current session).
     fn put_peer(&mut self, peer: &PeerRecord) -> Result<(), StoreError> {
         let identity = peer.identity.to_bytes();
         let device = peer.device;
@@ -161,7 +161,10 @@ impl Batch<'_> {
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (peer, device) DO UPDATE SET certificate = excluded.certificate,
                  initiation = excluded.initiation,
-                 accepted_initiations = excluded.accepted_initiations",
+                 accepted_initiations = excluded.accepted_initiations
+             WHERE certificate IS NOT excluded.certificate
+                 OR initiation IS NOT excluded.initiation
+                 OR accepted_initiations IS NOT excluded.accepted_initiations",
             params![
                 &identity[..],
                 &device.as_bytes()[..],
