@@ -1,0 +1,188 @@
+//! The swarm: which transports carry connections, and which protocols run on
+//! them. Built once by [`build`]; driven only by the network task.
+
+use libp2p::core::transport::{MemoryTransport, OptionalTransport, Transport, upgrade};
+use libp2p::identity::Keypair;
+use libp2p::kad::store::{MemoryStore, MemoryStoreConfig};
+use libp2p::swarm::{NetworkBehaviour, behaviour::toggle::Toggle};
+use libp2p::{
+    StreamProtocol, Swarm, SwarmBuilder, connection_limits, identify, kad, mdns, noise, ping,
+    request_response, tcp, yamux,
+};
+
+use crate::config::{
+    Config, DHT_QUERY_TIMEOUT, DhtMode, MAX_DHT_RECORD_BYTES, MAX_DHT_RECORDS,
+    MAX_NEGOTIATING_STREAMS_PER_CONNECTION, MAX_STREAMS_PER_CONNECTION,
+};
+use crate::delivery;
+
+/// Kademlia's protocol name: xchat's own DHT, never the public IPFS one
+/// (`/ipfs/kad/1.0.0`), so xchat nodes only ever route among themselves.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/xchat/kad/1");
+
+/// What identify announces as the protocol family of this node; a peer of
+/// another family is not added to the DHT.
+pub const IDENTIFY_PROTOCOL_VERSION: &str = "/xchat/1";
+
+/// Why a network could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The Noise handshake could not be set up with the transport key.
+    #[error("noise setup failed")]
+    Noise(#[from] noise::Error),
+    /// The mDNS socket could not be opened.
+    #[error("mdns setup failed")]
+    Mdns(#[source] std::io::Error),
+    /// The transport key is not an ed25519 key.
+    #[error("the transport key must be ed25519")]
+    NotEd25519,
+    /// A bootstrap address does not end in `/p2p/<peer id>`.
+    #[error("bootstrap address without a peer id")]
+    BootstrapWithoutPeerId,
+    /// A configured limit is zero where at least one is needed.
+    #[error("limit {name} must be at least 1")]
+    ZeroLimit {
+        /// The limit's field in [`crate::config::Limits`].
+        name: &'static str,
+    },
+}
+
+impl From<std::convert::Infallible> for BuildError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}
+
+/// Every protocol a node runs, composed. Field order is poll order: limits
+/// first, so a connection over a limit is refused before anything else sees
+/// it.
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub(crate) limits: connection_limits::Behaviour,
+    pub(crate) identify: identify::Behaviour,
+    pub(crate) ping: ping::Behaviour,
+    pub(crate) kad: kad::Behaviour<MemoryStore>,
+    pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+    pub(crate) delivery: request_response::Behaviour<delivery::Codec>,
+}
+
+fn yamux_config() -> yamux::Config {
+    let mut config = yamux::Config::default();
+    config.set_max_num_streams(MAX_STREAMS_PER_CONNECTION);
+    config
+}
+
+/// Builds the swarm for `keypair` (the device's transport key: the peer id
+/// is derived from it) and `config`, listening on nothing yet.
+pub(crate) fn build(keypair: Keypair, config: &Config) -> Result<Swarm<Behaviour>, BuildError> {
+    if keypair.clone().try_into_ed25519().is_err() {
+        return Err(BuildError::NotEd25519);
+    }
+    let limits = &config.limits;
+    for (name, value) in [
+        ("max_delivery_streams_per_connection", limits.max_delivery_streams_per_connection),
+        ("max_pending_deliveries", limits.max_pending_deliveries),
+        ("max_deliveries_in_flight_per_peer", limits.max_deliveries_in_flight_per_peer),
+    ] {
+        if value == 0 {
+            return Err(BuildError::ZeroLimit { name });
+        }
+    }
+    // Everything that can fail is made before the builder, whose closures
+    // then cannot.
+    let behaviour = behaviour(&keypair, config)?;
+    let memory = if config.enable_memory_transport {
+        OptionalTransport::some(
+            MemoryTransport::default()
+                .upgrade(upgrade::Version::V1)
+                .authenticate(noise::Config::new(&keypair)?)
+                .multiplex(yamux_config()),
+        )
+    } else {
+        OptionalTransport::none()
+    };
+    let swarm = SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux_config)?
+        .with_quic_config(|mut quic| {
+            quic.max_concurrent_stream_limit =
+                u32::try_from(MAX_STREAMS_PER_CONNECTION).unwrap_or(u32::MAX);
+            quic
+        })
+        .with_other_transport(|_| memory)?
+        .with_behaviour(|_| behaviour)?
+        .with_swarm_config(|swarm| {
+            swarm
+                .with_idle_connection_timeout(limits.idle_connection_timeout)
+                .with_max_negotiating_inbound_streams(MAX_NEGOTIATING_STREAMS_PER_CONNECTION)
+        })
+        .build();
+    Ok(swarm)
+}
+
+fn behaviour(key: &Keypair, config: &Config) -> Result<Behaviour, BuildError> {
+    let local = key.public().to_peer_id();
+    let limits = &config.limits;
+
+    let connection_limits = connection_limits::ConnectionLimits::default()
+        .with_max_established_incoming(Some(limits.max_established_incoming))
+        .with_max_established_outgoing(Some(limits.max_established_outgoing))
+        .with_max_pending_incoming(Some(limits.max_pending_incoming))
+        .with_max_pending_outgoing(Some(limits.max_pending_outgoing))
+        .with_max_established_per_peer(Some(limits.max_established_per_peer));
+
+    let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+    kad_config.set_query_timeout(DHT_QUERY_TIMEOUT);
+    let store = MemoryStore::with_config(
+        local,
+        MemoryStoreConfig {
+            max_records: MAX_DHT_RECORDS,
+            max_value_bytes: MAX_DHT_RECORD_BYTES,
+            ..MemoryStoreConfig::default()
+        },
+    );
+    let mut kad = kad::Behaviour::with_config(local, store, kad_config);
+    kad.set_mode(match config.dht_mode {
+        DhtMode::Server => Some(kad::Mode::Server),
+        DhtMode::Client => Some(kad::Mode::Client),
+        DhtMode::Auto => None,
+    });
+    for address in &config.bootstrap_peers {
+        let peer = crate::config::peer_of(address).ok_or(BuildError::BootstrapWithoutPeerId)?;
+        kad.add_address(&peer, address.clone());
+    }
+
+    let mdns = if config.enable_mdns {
+        Some(
+            mdns::tokio::Behaviour::new(mdns::Config::default(), local)
+                .map_err(BuildError::Mdns)?,
+        )
+    } else {
+        None
+    };
+
+    let delivery = request_response::Behaviour::with_codec(
+        delivery::Codec,
+        [(delivery::PROTOCOL, request_response::ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(limits.delivery_timeout)
+            .with_max_concurrent_streams(limits.max_delivery_streams_per_connection),
+    );
+
+    Ok(Behaviour {
+        limits: connection_limits::Behaviour::new(connection_limits),
+        identify: identify::Behaviour::new(identify::Config::new(
+            IDENTIFY_PROTOCOL_VERSION.to_owned(),
+            key.public(),
+        )),
+        ping: ping::Behaviour::new(ping::Config::default()),
+        kad,
+        mdns: mdns.into(),
+        delivery,
+    })
+}
+
+/// Whether `peer` speaks xchat's DHT, from what identify told.
+pub(crate) fn speaks_kad(protocols: &[StreamProtocol]) -> bool {
+    protocols.contains(&KAD_PROTOCOL)
+}

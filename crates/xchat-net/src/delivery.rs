@@ -1,0 +1,292 @@
+//! `/xchat/delivery/1`: one sealed [`Envelope`] from one device to a
+//! connected device, acknowledged once the receiver has taken it.
+//!
+//! Each delivery is one libp2p stream carrying one request and one answer
+//! (rust-libp2p `request-response`). The network never looks inside the
+//! envelope: it checks the frame's length before it allocates, decodes the
+//! [`Envelope`] (version and length, no cryptography) and hands it up.
+//!
+//! # Frames (`docs/network.md`)
+//!
+//! Request, from the sender:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 4 | length `n` of the envelope, `u32` big-endian, 1 to [`MAX_FRAME_BYTES`] |
+//! | n | the encoded [`Envelope`] |
+//!
+//! Answer, from the receiver: one byte, [`Answer`] (`0x00` accepted, `0x01`
+//! malformed). A receiver that does not take the envelope (its consumer is
+//! gone or did not acknowledge within [`crate::config::DELIVERY_TIMEOUT`])
+//! closes the stream without an answer: the sender learns that the envelope
+//! was not taken and may retry.
+//!
+//! A length over [`MAX_FRAME_BYTES`] or zero resets the stream before any
+//! buffer exists; the buffer of an accepted length grows only with bytes that
+//! actually arrive, so a peer announcing a large frame and sending nothing
+//! costs nothing but the stream slot, which the timeout frees.
+
+use std::io;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+use xchat_proto::envelope::{Envelope, MAX_ENVELOPE_BYTES};
+
+/// The protocol name.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/xchat/delivery/1");
+
+/// Most bytes of the envelope in a request frame: xchat-proto's
+/// [`MAX_ENVELOPE_BYTES`] (263 547), checked before allocation.
+pub const MAX_FRAME_BYTES: usize = MAX_ENVELOPE_BYTES;
+
+/// Bytes of a request frame's length prefix.
+pub const LENGTH_PREFIX_BYTES: usize = 4;
+
+/// The receiver's answer to a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Answer {
+    /// The receiver's consumer took the envelope (`0x00`).
+    Accepted,
+    /// The frame held no valid [`Envelope`] (`0x01`); sending it again will
+    /// not help.
+    Malformed,
+}
+
+impl Answer {
+    /// The answer's byte on the wire.
+    pub const fn to_byte(self) -> u8 {
+        match self {
+            Self::Accepted => 0x00,
+            Self::Malformed => 0x01,
+        }
+    }
+
+    /// The answer of a byte from the wire.
+    pub const fn from_byte(byte: u8) -> Option<Self> {
+        match byte {
+            0x00 => Some(Self::Accepted),
+            0x01 => Some(Self::Malformed),
+            _ => None,
+        }
+    }
+}
+
+/// Why a request frame was refused while reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The length prefix is zero or over [`MAX_FRAME_BYTES`].
+    #[error("frame length {len} outside 1 to {max}")]
+    BadLength {
+        /// The announced length.
+        len: u64,
+        /// The largest accepted length.
+        max: usize,
+    },
+    /// The stream ended before the announced length.
+    #[error("frame cut after {got} of {len} bytes")]
+    Truncated {
+        /// Bytes received.
+        got: usize,
+        /// Bytes announced.
+        len: usize,
+    },
+}
+
+impl From<FrameError> for io::Error {
+    fn from(error: FrameError) -> Self {
+        io::Error::new(io::ErrorKind::InvalidData, error)
+    }
+}
+
+/// Reads one length-prefixed frame of at most `max` bytes. The length is
+/// checked before any buffer is made; the buffer then grows only with the
+/// bytes that arrive.
+///
+/// # Errors
+/// [`FrameError`] (as [`io::ErrorKind::InvalidData`]) or the stream's error.
+pub(crate) async fn read_frame<T>(io: &mut T, max: usize) -> io::Result<Vec<u8>>
+where
+    T: AsyncRead + Unpin + Send,
+{
+    let mut prefix = [0u8; LENGTH_PREFIX_BYTES];
+    io.read_exact(&mut prefix).await?;
+    let announced = u32::from_be_bytes(prefix);
+    let len = usize::try_from(announced)
+        .ok()
+        .filter(|len| (1..=max).contains(len))
+        .ok_or(FrameError::BadLength { len: announced.into(), max })?;
+    let mut frame = Vec::new();
+    // `take` bounds the read to the announced length: a peer cannot push
+    // more into this buffer than it announced.
+    let got = io.take(len as u64).read_to_end(&mut frame).await?;
+    if got != len {
+        return Err(FrameError::Truncated { got, len }.into());
+    }
+    Ok(frame)
+}
+
+/// Writes one length-prefixed frame.
+///
+/// # Errors
+/// [`FrameError::BadLength`] for an empty frame or one over `max` (a local
+/// bug), or the stream's error.
+pub(crate) async fn write_frame<T>(io: &mut T, frame: &[u8], max: usize) -> io::Result<()>
+where
+    T: AsyncWrite + Unpin + Send,
+{
+    let len = u32::try_from(frame.len())
+        .ok()
+        .filter(|len| (1..=max).contains(&(*len as usize)))
+        .ok_or(FrameError::BadLength { len: frame.len() as u64, max })?;
+    io.write_all(&len.to_be_bytes()).await?;
+    io.write_all(frame).await?;
+    io.flush().await
+}
+
+/// What a delivery request carries: the encoded envelope, decoded by the
+/// network task (so a malformed one can be answered [`Answer::Malformed`]).
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Request(pub(crate) Vec<u8>);
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "delivery::Request({} bytes)", self.0.len())
+    }
+}
+
+impl Request {
+    pub(crate) fn new(envelope: &Envelope) -> Self {
+        Self(envelope.encode())
+    }
+}
+
+/// The `request-response` codec of the delivery protocol.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Codec;
+
+impl libp2p::request_response::Codec for Codec {
+    type Protocol = StreamProtocol;
+    type Request = Request;
+    type Response = Answer;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Request>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, MAX_FRAME_BYTES).await.map(Request)
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Answer>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let mut byte = [0u8; 1];
+        io.read_exact(&mut byte).await?;
+        Answer::from_byte(byte[0])
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unknown delivery answer"))
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        Request(frame): Request,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &frame, MAX_FRAME_BYTES).await?;
+        io.close().await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        answer: Answer,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&[answer.to_byte()]).await?;
+        io.close().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::io::Cursor;
+
+    use super::*;
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        futures::executor::block_on(future)
+    }
+
+    #[test]
+    fn frame_round_trips() {
+        let mut wire = Cursor::new(Vec::new());
+        block_on(write_frame(&mut wire, b"sealed bytes", 64)).unwrap();
+        assert_eq!(&wire.get_ref()[..4], &12u32.to_be_bytes());
+        wire.set_position(0);
+        assert_eq!(block_on(read_frame(&mut wire, 64)).unwrap(), b"sealed bytes");
+    }
+
+    #[test]
+    fn oversized_length_is_refused_before_reading_the_body() {
+        let mut bytes = u32::MAX.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[0xAB; 16]);
+        let mut wire = Cursor::new(bytes);
+        let error = block_on(read_frame(&mut wire, MAX_FRAME_BYTES)).unwrap_err();
+        let inner = error.into_inner().unwrap().downcast::<FrameError>().unwrap();
+        assert_eq!(*inner, FrameError::BadLength { len: u32::MAX.into(), max: MAX_FRAME_BYTES });
+        // Nothing past the prefix was consumed.
+        assert_eq!(wire.position(), 4);
+    }
+
+    #[test]
+    fn one_byte_over_the_limit_is_refused() {
+        let len = u32::try_from(MAX_FRAME_BYTES + 1).unwrap();
+        let mut wire = Cursor::new(len.to_be_bytes().to_vec());
+        assert!(block_on(read_frame(&mut wire, MAX_FRAME_BYTES)).is_err());
+    }
+
+    #[test]
+    fn empty_frame_is_refused() {
+        let mut wire = Cursor::new(0u32.to_be_bytes().to_vec());
+        assert!(block_on(read_frame(&mut wire, MAX_FRAME_BYTES)).is_err());
+    }
+
+    #[test]
+    fn truncated_frame_is_refused() {
+        let mut bytes = 10u32.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[1, 2, 3]);
+        let error = block_on(read_frame(&mut Cursor::new(bytes), 64)).unwrap_err();
+        let inner = error.into_inner().unwrap().downcast::<FrameError>().unwrap();
+        assert_eq!(*inner, FrameError::Truncated { got: 3, len: 10 });
+    }
+
+    #[test]
+    fn bytes_past_the_announced_length_stay_unread() {
+        let mut bytes = 2u32.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[1, 2, 3, 4]);
+        let mut wire = Cursor::new(bytes);
+        assert_eq!(block_on(read_frame(&mut wire, 64)).unwrap(), [1, 2]);
+        assert_eq!(wire.position(), 6);
+    }
+
+    #[test]
+    fn writing_an_oversized_frame_is_refused() {
+        let mut wire = Cursor::new(Vec::new());
+        assert!(block_on(write_frame(&mut wire, &[0; 65], 64)).is_err());
+        assert!(wire.get_ref().is_empty());
+    }
+
+    #[test]
+    fn answers_round_trip_and_unknown_bytes_are_refused() {
+        for answer in [Answer::Accepted, Answer::Malformed] {
+            assert_eq!(Answer::from_byte(answer.to_byte()), Some(answer));
+        }
+        assert_eq!(Answer::from_byte(0x02), None);
+    }
+}

@@ -1,0 +1,639 @@
+//! The network task and its handle.
+//!
+//! # Who owns what
+//!
+//! One task, [`Network::run`], owns the libp2p [`Swarm`] and everything
+//! the swarm's events change (pending dials, deliveries awaiting an answer).
+//! Nothing else touches them, so there is no lock. The rest of the node talks
+//! to it in two bounded queues (rust-libp2p `examples/file-sharing`):
+//!
+//! ```text
+//!  NetworkHandle (Clone) --Command--> [COMMAND_QUEUE_LEN] --> Network::run
+//!       ^ oneshot reply per command <----------------------------'  |
+//!  consumer <--Event-- [EVENT_QUEUE_LEN] <-- pending events <-- swarm events
+//! ```
+//!
+//! A command that waits for the network (a dial, a delivery) carries a
+//! oneshot sender; the task keeps it in a bounded map until the swarm
+//! reports the outcome.
+//!
+//! When the event queue is full, the task stops polling the swarm (so peers
+//! feel backpressure through their streams) but keeps taking commands, so a
+//! consumer that sends a command before it drains events cannot deadlock
+//! the task. The task ends when every handle is dropped.
+//!
+//! The task knows no messenger rules: it moves envelopes and tells who is
+//! online. Deciding what to send to whom is `xchat-core`'s.
+
+use std::collections::{HashMap, VecDeque};
+
+use futures::StreamExt;
+use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::{DialError as SwarmDialError, SwarmEvent, dial_opts::DialOpts};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, identity::Keypair, kad, mdns};
+use tokio::sync::{mpsc, oneshot};
+use xchat_proto::envelope::Envelope;
+
+use crate::behaviour::{self, Behaviour, BehaviourEvent, BuildError};
+use crate::config::{COMMAND_QUEUE_LEN, Config, EVENT_QUEUE_LEN, MAX_PENDING_DIALS};
+use crate::delivery::{self, Answer};
+
+/// What the network tells its consumer.
+#[derive(Debug)]
+pub enum Event {
+    /// The node listens on `address` (the port chosen when 0 was asked).
+    Listening {
+        /// The address others can dial, on this host.
+        address: Multiaddr,
+    },
+    /// A first connection to `peer` is up.
+    PeerConnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// The last connection to `peer` closed.
+    PeerDisconnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// mDNS found `peer` on the local network. Its addresses are known to
+    /// the swarm: [`NetworkHandle::deliver`] reaches it with no dial.
+    PeerDiscovered {
+        /// The peer.
+        peer: PeerId,
+        /// Where it listens.
+        addresses: Vec<Multiaddr>,
+    },
+    /// A peer delivered an envelope. Acknowledge it with
+    /// [`NetworkHandle::acknowledge`] once it is kept (stored): only then
+    /// does the sender learn it arrived. Dropping the [`InboundDelivery`]
+    /// instead tells the sender it was not taken.
+    EnvelopeReceived {
+        /// The peer that sent it: a transport key, not an identity.
+        from: PeerId,
+        /// The envelope, checked for version and length only.
+        envelope: Envelope,
+        /// The sender awaits its acknowledgement through this.
+        delivery: InboundDelivery,
+    },
+}
+
+/// A received envelope's acknowledgement, owed to its sender. Hand it back
+/// to [`NetworkHandle::acknowledge`]; dropping it refuses the envelope.
+pub struct InboundDelivery {
+    channel: ResponseChannel<Answer>,
+}
+
+impl std::fmt::Debug for InboundDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboundDelivery").field("open", &self.channel.is_open()).finish()
+    }
+}
+
+/// Why [`NetworkHandle::dial`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DialError {
+    /// No connection could be made to any address (refused, unreachable,
+    /// wrong peer id, over a connection limit).
+    #[error("dial failed: {reason}")]
+    Unreachable {
+        /// What libp2p reported, without user data.
+        reason: String,
+    },
+    /// Too many dials are awaited already ([`MAX_PENDING_DIALS`]).
+    #[error("too many dials in flight")]
+    Busy,
+    /// The network task has stopped.
+    #[error("network stopped")]
+    Stopped,
+}
+
+/// Why [`NetworkHandle::deliver`] did not get an acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliverError {
+    /// The peer could not be reached (no address known, dial failed).
+    #[error("peer unreachable")]
+    Unreachable,
+    /// The connection closed or the stream failed before the answer: the
+    /// envelope may or may not have arrived.
+    #[error("connection lost before the acknowledgement")]
+    ConnectionLost,
+    /// No answer within the delivery timeout.
+    #[error("no acknowledgement in time")]
+    Timeout,
+    /// The peer does not speak `/xchat/delivery/1`.
+    #[error("peer does not speak the delivery protocol")]
+    UnsupportedProtocol,
+    /// The peer read the envelope and did not take it (its consumer refused
+    /// or is gone); try again later.
+    #[error("peer did not take the envelope")]
+    NotTaken,
+    /// The peer found the envelope malformed: sending it again will not help.
+    #[error("peer refused a malformed envelope")]
+    Malformed,
+    /// Too many deliveries await an answer already.
+    #[error("too many deliveries in flight")]
+    Busy,
+    /// The network task has stopped.
+    #[error("network stopped")]
+    Stopped,
+}
+
+/// Why a command reached no running network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// The network task has stopped.
+    #[error("network stopped")]
+    Stopped,
+}
+
+/// Why [`NetworkHandle::listen_on`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListenError {
+    /// No transport can listen on the address, or the OS refused it.
+    #[error("cannot listen: {reason}")]
+    Refused {
+        /// What libp2p reported.
+        reason: String,
+    },
+    /// The network task has stopped.
+    #[error("network stopped")]
+    Stopped,
+}
+
+enum Command {
+    ListenOn { address: Multiaddr, reply: oneshot::Sender<Result<(), ListenError>> },
+    Dial { peer: PeerId, addresses: Vec<Multiaddr>, reply: oneshot::Sender<Result<(), DialError>> },
+    AddAddress { peer: PeerId, address: Multiaddr },
+    Deliver { peer: PeerId, envelope: Envelope, reply: oneshot::Sender<Result<(), DeliverError>> },
+    Acknowledge { delivery: InboundDelivery },
+    ConnectedPeers { reply: oneshot::Sender<Vec<PeerId>> },
+    Bootstrap { reply: oneshot::Sender<bool> },
+}
+
+/// A cloneable handle to a running [`Network`]: every method is a bounded
+/// command to the network task.
+#[derive(Debug, Clone)]
+pub struct NetworkHandle {
+    commands: mpsc::Sender<Command>,
+    local_peer_id: PeerId,
+}
+
+impl NetworkHandle {
+    /// This node's peer id (from its transport key).
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    async fn send(&self, command: Command) -> Result<(), CommandError> {
+        self.commands.send(command).await.map_err(|_| CommandError::Stopped)
+    }
+
+    /// Listens on one more address.
+    ///
+    /// # Errors
+    /// [`ListenError`].
+    pub async fn listen_on(&self, address: Multiaddr) -> Result<(), ListenError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::ListenOn { address, reply }).await.map_err(|_| ListenError::Stopped)?;
+        answer.await.map_err(|_| ListenError::Stopped)?
+    }
+
+    /// Connects to `peer` at `addresses` (or at addresses the swarm knows,
+    /// when empty); returns once a connection is up, at once when one is.
+    ///
+    /// # Errors
+    /// [`DialError`].
+    pub async fn dial(&self, peer: PeerId, addresses: Vec<Multiaddr>) -> Result<(), DialError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Dial { peer, addresses, reply })
+            .await
+            .map_err(|_| DialError::Stopped)?;
+        answer.await.map_err(|_| DialError::Stopped)?
+    }
+
+    /// Tells the swarm where `peer` may be reached (for the DHT and later
+    /// dials).
+    ///
+    /// # Errors
+    /// [`CommandError::Stopped`].
+    pub async fn add_address(&self, peer: PeerId, address: Multiaddr) -> Result<(), CommandError> {
+        self.send(Command::AddAddress { peer, address }).await
+    }
+
+    /// Sends `envelope` to `peer` over `/xchat/delivery/1` and waits for the
+    /// peer's acknowledgement. Dials the peer if needed, at addresses the
+    /// swarm knows (added, discovered by mDNS, or found in the DHT).
+    ///
+    /// # Errors
+    /// [`DeliverError`]; only `Ok` means the peer took the envelope.
+    pub async fn deliver(&self, peer: PeerId, envelope: Envelope) -> Result<(), DeliverError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Deliver { peer, envelope, reply })
+            .await
+            .map_err(|_| DeliverError::Stopped)?;
+        answer.await.map_err(|_| DeliverError::Stopped)?
+    }
+
+    /// Acknowledges a received envelope to its sender: call it once the
+    /// envelope is kept.
+    ///
+    /// # Errors
+    /// [`CommandError::Stopped`].
+    pub async fn acknowledge(&self, delivery: InboundDelivery) -> Result<(), CommandError> {
+        self.send(Command::Acknowledge { delivery }).await
+    }
+
+    /// The peers with at least one connection up.
+    ///
+    /// # Errors
+    /// [`CommandError::Stopped`].
+    pub async fn connected_peers(&self) -> Result<Vec<PeerId>, CommandError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::ConnectedPeers { reply }).await?;
+        answer.await.map_err(|_| CommandError::Stopped)
+    }
+
+    /// Starts a DHT bootstrap (a lookup of this node's own id, which fills
+    /// the routing table). Returns whether any peer was known to start from.
+    ///
+    /// # Errors
+    /// [`CommandError::Stopped`].
+    pub async fn bootstrap(&self) -> Result<bool, CommandError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Bootstrap { reply }).await?;
+        answer.await.map_err(|_| CommandError::Stopped)
+    }
+}
+
+/// What the task's loop takes next.
+// Lives on the stack for one turn of the loop: boxing the large variant
+// would cost an allocation per swarm event for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    Command(Command),
+    Swarm(SwarmEvent<BehaviourEvent>),
+}
+
+/// The receiving end of a network's events; bounded at [`EVENT_QUEUE_LEN`].
+pub type Events = mpsc::Receiver<Event>;
+
+/// The network task: owns the swarm. Create it with [`Network::new`] and
+/// spawn [`Network::run`] on a tokio runtime.
+pub struct Network {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+    /// Events made, not yet in the queue. At most [`EVENT_QUEUE_LEN`] plus
+    /// what one swarm event makes: the swarm is not polled while full.
+    pending_events: VecDeque<Event>,
+    pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), DialError>>>>,
+    /// Deliveries on the wire, by request.
+    in_flight: HashMap<OutboundRequestId, (PeerId, DeliveryReply)>,
+    /// Per peer: how many are on the wire, and those waiting their turn.
+    outboxes: HashMap<PeerId, Outbox>,
+    /// Deliveries queued or on the wire, all peers.
+    deliveries: usize,
+    max_pending_deliveries: usize,
+    max_in_flight_per_peer: usize,
+    listen_addresses: Vec<Multiaddr>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("local_peer_id", self.swarm.local_peer_id())
+            .field("pending_dials", &self.pending_dials.len())
+            .field("deliveries", &self.deliveries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Network {
+    /// Builds the swarm for the device's transport key (an ed25519 libp2p
+    /// keypair, not its identity key) and `config`. Listening starts when
+    /// [`Network::run`] does.
+    ///
+    /// # Errors
+    /// [`BuildError`].
+    pub fn new(
+        keypair: Keypair,
+        config: Config,
+    ) -> Result<(Self, NetworkHandle, Events), BuildError> {
+        let swarm = behaviour::build(keypair, &config)?;
+        let (command_sender, commands) = mpsc::channel(COMMAND_QUEUE_LEN);
+        let (events, event_receiver) = mpsc::channel(EVENT_QUEUE_LEN);
+        let handle =
+            NetworkHandle { commands: command_sender, local_peer_id: *swarm.local_peer_id() };
+        let network = Self {
+            swarm,
+            commands,
+            events,
+            pending_events: VecDeque::new(),
+            pending_dials: HashMap::new(),
+            in_flight: HashMap::new(),
+            outboxes: HashMap::new(),
+            deliveries: 0,
+            max_pending_deliveries: config.limits.max_pending_deliveries,
+            max_in_flight_per_peer: config.limits.max_deliveries_in_flight_per_peer,
+            listen_addresses: config.listen_addresses,
+        };
+        Ok((network, handle, event_receiver))
+    }
+
+    /// Drives the swarm until every [`NetworkHandle`] is dropped.
+    pub async fn run(mut self) {
+        for address in std::mem::take(&mut self.listen_addresses) {
+            if let Err(error) = self.swarm.listen_on(address.clone()) {
+                tracing::warn!(%address, %error, "cannot listen");
+            }
+        }
+        if self.swarm.behaviour_mut().kad.bootstrap().is_err() {
+            tracing::debug!("no bootstrap peer: the DHT fills from mDNS and incoming peers");
+        }
+        loop {
+            let room = self.pending_events.len() < EVENT_QUEUE_LEN;
+            let has_events = !self.pending_events.is_empty();
+            // Each branch only borrows one field; the work on what came out
+            // happens after the select, with all of `self`.
+            let next = tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(command) => Next::Command(command),
+                    None => break,
+                },
+                permit = self.events.reserve(), if has_events => match permit {
+                    Ok(permit) => {
+                        if let Some(event) = self.pending_events.pop_front() {
+                            permit.send(event);
+                        }
+                        continue;
+                    }
+                    // The consumer is gone: keep serving the handles; events
+                    // have nowhere to go.
+                    Err(_) => {
+                        self.pending_events.clear();
+                        continue;
+                    }
+                },
+                event = self.swarm.select_next_some(), if room => Next::Swarm(event),
+            };
+            match next {
+                Next::Command(command) => self.on_command(command),
+                Next::Swarm(event) => self.on_swarm_event(event),
+            }
+        }
+        tracing::debug!("network task stopped: every handle dropped");
+    }
+
+    fn emit(&mut self, event: Event) {
+        if self.events.is_closed() {
+            return;
+        }
+        self.pending_events.push_back(event);
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::ListenOn { address, reply } => {
+                let result = self
+                    .swarm
+                    .listen_on(address)
+                    .map(drop)
+                    .map_err(|error| ListenError::Refused { reason: error.to_string() });
+                let _ = reply.send(result);
+            }
+            Command::Dial { peer, addresses, reply } => self.dial(peer, addresses, reply),
+            Command::AddAddress { peer, address } => {
+                self.swarm.add_peer_address(peer, address.clone());
+                self.swarm.behaviour_mut().kad.add_address(&peer, address);
+            }
+            Command::Deliver { peer, envelope, reply } => {
+                if self.deliveries >= self.max_pending_deliveries {
+                    let _ = reply.send(Err(DeliverError::Busy));
+                    return;
+                }
+                self.deliveries += 1;
+                self.outboxes.entry(peer).or_default().queued.push_back((envelope, reply));
+                self.send_queued(peer);
+            }
+            Command::Acknowledge { delivery } => {
+                // The stream may have closed (timeout, peer gone): the sender
+                // then saw no acknowledgement and retries; nothing to do here.
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .delivery
+                    .send_response(delivery.channel, Answer::Accepted)
+                    .is_err()
+                {
+                    tracing::debug!("acknowledgement too late: the delivery stream is closed");
+                }
+            }
+            Command::ConnectedPeers { reply } => {
+                let _ = reply.send(self.swarm.connected_peers().copied().collect());
+            }
+            Command::Bootstrap { reply } => {
+                let _ = reply.send(self.swarm.behaviour_mut().kad.bootstrap().is_ok());
+            }
+        }
+    }
+
+    fn dial(
+        &mut self,
+        peer: PeerId,
+        addresses: Vec<Multiaddr>,
+        reply: oneshot::Sender<Result<(), DialError>>,
+    ) {
+        if self.swarm.is_connected(&peer) {
+            let _ = reply.send(Ok(()));
+            return;
+        }
+        if let Some(waiting) = self.pending_dials.get_mut(&peer) {
+            // A dial to this peer is under way: wait for its outcome too.
+            if waiting.len() < MAX_PENDING_DIALS {
+                waiting.push(reply);
+            } else {
+                let _ = reply.send(Err(DialError::Busy));
+            }
+            return;
+        }
+        if self.pending_dials.len() >= MAX_PENDING_DIALS {
+            let _ = reply.send(Err(DialError::Busy));
+            return;
+        }
+        let options = DialOpts::peer_id(peer)
+            .addresses(addresses)
+            .extend_addresses_through_behaviour()
+            .build();
+        match self.swarm.dial(options) {
+            Ok(()) => {
+                self.pending_dials.insert(peer, vec![reply]);
+            }
+            Err(error) => {
+                let _ = reply.send(Err(DialError::Unreachable { reason: dial_reason(&error) }));
+            }
+        }
+    }
+
+    fn finish_dial(&mut self, peer: PeerId, result: &Result<(), DialError>) {
+        if let Some(waiting) = self.pending_dials.remove(&peer) {
+            for reply in waiting {
+                let _ = reply.send(result.clone());
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                self.emit(Event::Listening { address });
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
+                self.finish_dial(peer_id, &Ok(()));
+                if num_established.get() == 1 {
+                    self.emit(Event::PeerConnected { peer: peer_id });
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                self.emit(Event::PeerDisconnected { peer: peer_id });
+            }
+            // A failed dial matters only while no other connection is up.
+            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. }
+                if !self.swarm.is_connected(&peer) =>
+            {
+                let reason = dial_reason(&error);
+                tracing::debug!(%peer, %reason, "dial failed");
+                self.finish_dial(peer, &Err(DialError::Unreachable { reason }));
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Delivery(event) => self.on_delivery_event(event),
+            // Only xchat nodes join xchat's routing table.
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })
+                if behaviour::speaks_kad(&info.protocols) =>
+            {
+                for address in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, address);
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+                for (peer, address) in found {
+                    self.swarm.behaviour_mut().kad.add_address(&peer, address.clone());
+                    by_peer.entry(peer).or_default().push(address);
+                }
+                for (peer, addresses) in by_peer {
+                    self.emit(Event::PeerDiscovered { peer, addresses });
+                }
+            }
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => {
+                tracing::trace!(%peer, "dht routing updated");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_delivery_event(&mut self, event: request_response::Event<delivery::Request, Answer>) {
+        use request_response::{Event as E, Message};
+        match event {
+            E::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
+                match Envelope::decode(&request.0) {
+                    Ok(envelope) => self.emit(Event::EnvelopeReceived {
+                        from: peer,
+                        envelope,
+                        delivery: InboundDelivery { channel },
+                    }),
+                    Err(error) => {
+                        tracing::debug!(%peer, %error, "malformed envelope refused");
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .delivery
+                            .send_response(channel, Answer::Malformed);
+                    }
+                }
+            }
+            E::Message { message: Message::Response { request_id, response }, .. } => {
+                let result = match response {
+                    Answer::Accepted => Ok(()),
+                    Answer::Malformed => Err(DeliverError::Malformed),
+                };
+                self.finish_delivery(request_id, result);
+            }
+            E::OutboundFailure { request_id, error, peer, .. } => {
+                tracing::debug!(%peer, %error, "delivery failed");
+                let error = match error {
+                    OutboundFailure::DialFailure => DeliverError::Unreachable,
+                    OutboundFailure::Timeout => DeliverError::Timeout,
+                    OutboundFailure::ConnectionClosed => DeliverError::ConnectionLost,
+                    OutboundFailure::UnsupportedProtocols => DeliverError::UnsupportedProtocol,
+                    // The receiver closed the stream without an answer: it
+                    // read the envelope and did not take it.
+                    OutboundFailure::Io(error)
+                        if error.kind() == std::io::ErrorKind::UnexpectedEof =>
+                    {
+                        DeliverError::NotTaken
+                    }
+                    OutboundFailure::Io(_) => DeliverError::ConnectionLost,
+                };
+                self.finish_delivery(request_id, Err(error));
+            }
+            E::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound delivery failed");
+            }
+            E::ResponseSent { .. } => {}
+        }
+    }
+
+    /// Puts `peer`'s queued deliveries on the wire, up to the per-peer
+    /// limit; drops those whose caller stopped waiting.
+    fn send_queued(&mut self, peer: PeerId) {
+        let Some(outbox) = self.outboxes.get_mut(&peer) else { return };
+        while outbox.in_flight < self.max_in_flight_per_peer {
+            let Some((envelope, reply)) = outbox.queued.pop_front() else { break };
+            if reply.is_closed() {
+                self.deliveries = self.deliveries.saturating_sub(1);
+                continue;
+            }
+            let request = delivery::Request::new(&envelope);
+            let id = self.swarm.behaviour_mut().delivery.send_request(&peer, request);
+            outbox.in_flight += 1;
+            self.in_flight.insert(id, (peer, reply));
+        }
+        if outbox.in_flight == 0 && outbox.queued.is_empty() {
+            self.outboxes.remove(&peer);
+        }
+    }
+
+    fn finish_delivery(&mut self, id: OutboundRequestId, result: Result<(), DeliverError>) {
+        let Some((peer, reply)) = self.in_flight.remove(&id) else { return };
+        let _ = reply.send(result);
+        self.deliveries = self.deliveries.saturating_sub(1);
+        if let Some(outbox) = self.outboxes.get_mut(&peer) {
+            outbox.in_flight = outbox.in_flight.saturating_sub(1);
+        }
+        self.send_queued(peer);
+    }
+}
+
+type DeliveryReply = oneshot::Sender<Result<(), DeliverError>>;
+
+/// One peer's deliveries: at most the per-peer limit on the wire, the rest
+/// queued in order (bounded by the node's [`crate::Limits::max_pending_deliveries`]).
+#[derive(Default)]
+struct Outbox {
+    in_flight: usize,
+    queued: VecDeque<(Envelope, DeliveryReply)>,
+}
+
+/// A dial error's reason, for logs and [`DialError::Unreachable`]: libp2p's
+/// text names addresses and peer ids, never user data.
+fn dial_reason(error: &SwarmDialError) -> String {
+    error.to_string()
+}
