@@ -83,6 +83,7 @@ pub(crate) fn build(keypair: Keypair, config: &Config) -> Result<Swarm<Behaviour
         ("max_delivery_streams_per_connection", limits.max_delivery_streams_per_connection),
         ("max_pending_deliveries", limits.max_pending_deliveries),
         ("max_deliveries_in_flight_per_peer", limits.max_deliveries_in_flight_per_peer),
+        ("max_inbound_delivery_bytes", limits.max_inbound_delivery_bytes),
     ] {
         if value == 0 {
             return Err(BuildError::ZeroLimit { name });
@@ -162,7 +163,7 @@ fn behaviour(key: &Keypair, config: &Config) -> Result<Behaviour, BuildError> {
     };
 
     let delivery = request_response::Behaviour::with_codec(
-        delivery::Codec,
+        delivery::Codec { budget: delivery::InboundBudget::new(limits.max_inbound_delivery_bytes) },
         [(delivery::PROTOCOL, request_response::ProtocolSupport::Full)],
         request_response::Config::default()
             .with_request_timeout(limits.delivery_timeout)

@@ -30,6 +30,10 @@ pub const MAX_DELIVERY_STREAMS_PER_CONNECTION: usize = 32;
 pub const MAX_STREAMS_PER_CONNECTION: usize = 256;
 /// Most inbound streams still negotiating their protocol on one connection.
 pub const MAX_NEGOTIATING_STREAMS_PER_CONNECTION: usize = 64;
+/// Most bytes of inbound envelopes held at once, all peers together, from
+/// their first byte read until acknowledged or dropped (64 MiB). A stream
+/// that does not fit is refused and its sender retries.
+pub const MAX_INBOUND_DELIVERY_BYTES: usize = 64 * 1024 * 1024;
 /// Most deliveries this node has queued or sent and awaits an answer for,
 /// all peers together.
 pub const MAX_PENDING_DELIVERIES: usize = 1024;
@@ -89,6 +93,8 @@ pub struct Limits {
     pub max_pending_deliveries: usize,
     /// See [`MAX_DELIVERIES_IN_FLIGHT_PER_PEER`].
     pub max_deliveries_in_flight_per_peer: usize,
+    /// See [`MAX_INBOUND_DELIVERY_BYTES`].
+    pub max_inbound_delivery_bytes: usize,
 }
 
 impl Default for Limits {
@@ -104,6 +110,7 @@ impl Default for Limits {
             max_delivery_streams_per_connection: MAX_DELIVERY_STREAMS_PER_CONNECTION,
             max_pending_deliveries: MAX_PENDING_DELIVERIES,
             max_deliveries_in_flight_per_peer: MAX_DELIVERIES_IN_FLIGHT_PER_PEER,
+            max_inbound_delivery_bytes: MAX_INBOUND_DELIVERY_BYTES,
         }
     }
 }

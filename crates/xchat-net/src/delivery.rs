@@ -27,6 +27,8 @@
 //! costs nothing but the stream slot, which the timeout frees.
 
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
@@ -41,6 +43,10 @@ pub const MAX_FRAME_BYTES: usize = MAX_ENVELOPE_BYTES;
 
 /// Bytes of a request frame's length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
+
+/// Most bytes one read of a frame's body adds to its buffer, and so to the
+/// [`InboundBudget`]: a frame's memory follows the bytes that arrived.
+pub const READ_CHUNK_BYTES: usize = 16 * 1024;
 
 /// The receiver's answer to a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,6 +77,67 @@ impl Answer {
     }
 }
 
+/// The bytes of inbound envelopes a node holds at once, all peers together:
+/// from the first byte read until the consumer acknowledges or drops the
+/// [`InboundDelivery`](crate::InboundDelivery). A stream whose bytes do not
+/// fit is refused; its sender retries later.
+#[derive(Debug)]
+pub(crate) struct InboundBudget {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl InboundBudget {
+    pub(crate) fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self { used: AtomicUsize::new(0), max })
+    }
+
+    /// Bytes held now.
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+/// Bytes taken from an [`InboundBudget`], given back on drop.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    budget: Arc<InboundBudget>,
+    bytes: usize,
+}
+
+impl Reservation {
+    pub(crate) fn empty(budget: &Arc<InboundBudget>) -> Self {
+        Self { budget: Arc::clone(budget), bytes: 0 }
+    }
+
+    /// Takes `bytes` more, if the budget has them.
+    fn grow(&mut self, bytes: usize) -> Result<(), FrameError> {
+        let budget = &self.budget;
+        budget
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|total| *total <= budget.max)
+            })
+            .map_err(|_| FrameError::OverBudget { max: budget.max })?;
+        self.bytes += bytes;
+        Ok(())
+    }
+
+    /// Gives `bytes` back early.
+    fn shrink(&mut self, bytes: usize) {
+        let bytes = bytes.min(self.bytes);
+        self.budget.used.fetch_sub(bytes, Ordering::AcqRel);
+        self.bytes -= bytes;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
 /// Why a request frame was refused while reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
@@ -80,6 +147,13 @@ pub enum FrameError {
         /// The announced length.
         len: u64,
         /// The largest accepted length.
+        max: usize,
+    },
+    /// The node holds as many inbound bytes as it allows
+    /// ([`crate::config::MAX_INBOUND_DELIVERY_BYTES`]).
+    #[error("inbound budget of {max} bytes exhausted")]
+    OverBudget {
+        /// The node's budget.
         max: usize,
     },
     /// The stream ended before the announced length.
@@ -99,12 +173,17 @@ impl From<FrameError> for io::Error {
 }
 
 /// Reads one length-prefixed frame of at most `max` bytes. The length is
-/// checked before any buffer is made; the buffer then grows only with the
-/// bytes that arrive.
+/// checked before any buffer is made; the buffer then grows
+/// [`READ_CHUNK_BYTES`] at a time with the bytes that arrive, each chunk
+/// taken from `reservation` first.
 ///
 /// # Errors
 /// [`FrameError`] (as [`io::ErrorKind::InvalidData`]) or the stream's error.
-pub(crate) async fn read_frame<T>(io: &mut T, max: usize) -> io::Result<Vec<u8>>
+pub(crate) async fn read_frame<T>(
+    io: &mut T,
+    max: usize,
+    mut reservation: Option<&mut Reservation>,
+) -> io::Result<Vec<u8>>
 where
     T: AsyncRead + Unpin + Send,
 {
@@ -116,11 +195,24 @@ where
         .filter(|len| (1..=max).contains(len))
         .ok_or(FrameError::BadLength { len: announced.into(), max })?;
     let mut frame = Vec::new();
-    // `take` bounds the read to the announced length: a peer cannot push
-    // more into this buffer than it announced.
-    let got = io.take(len as u64).read_to_end(&mut frame).await?;
-    if got != len {
-        return Err(FrameError::Truncated { got, len }.into());
+    while frame.len() < len {
+        let start = frame.len();
+        let step = (len - start).min(READ_CHUNK_BYTES);
+        if let Some(reservation) = reservation.as_deref_mut() {
+            reservation.grow(step)?;
+        }
+        frame.resize(start + step, 0);
+        let read = match frame.get_mut(start..) {
+            Some(chunk) => io.read(chunk).await?,
+            None => 0,
+        };
+        if let Some(reservation) = reservation.as_deref_mut() {
+            reservation.shrink(step - read);
+        }
+        frame.truncate(start + read);
+        if read == 0 {
+            return Err(FrameError::Truncated { got: start, len }.into());
+        }
     }
     Ok(frame)
 }
@@ -144,25 +236,31 @@ where
 }
 
 /// What a delivery request carries: the encoded envelope, decoded by the
-/// network task (so a malformed one can be answered [`Answer::Malformed`]).
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Request(pub(crate) Vec<u8>);
+/// network task (so a malformed one can be answered [`Answer::Malformed`]);
+/// an inbound one holds its bytes' [`Reservation`].
+pub(crate) struct Request {
+    pub(crate) frame: Vec<u8>,
+    pub(crate) reservation: Option<Reservation>,
+}
 
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "delivery::Request({} bytes)", self.0.len())
+        write!(f, "delivery::Request({} bytes)", self.frame.len())
     }
 }
 
 impl Request {
     pub(crate) fn new(envelope: &Envelope) -> Self {
-        Self(envelope.encode())
+        Self { frame: envelope.encode(), reservation: None }
     }
 }
 
-/// The `request-response` codec of the delivery protocol.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Codec;
+/// The `request-response` codec of the delivery protocol. Clones share the
+/// node's [`InboundBudget`].
+#[derive(Debug, Clone)]
+pub(crate) struct Codec {
+    pub(crate) budget: Arc<InboundBudget>,
+}
 
 impl libp2p::request_response::Codec for Codec {
     type Protocol = StreamProtocol;
@@ -173,7 +271,9 @@ impl libp2p::request_response::Codec for Codec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io, MAX_FRAME_BYTES).await.map(Request)
+        let mut reservation = Reservation::empty(&self.budget);
+        let frame = read_frame(io, MAX_FRAME_BYTES, Some(&mut reservation)).await?;
+        Ok(Request { frame, reservation: Some(reservation) })
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Answer>
@@ -190,7 +290,7 @@ impl libp2p::request_response::Codec for Codec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        Request(frame): Request,
+        Request { frame, .. }: Request,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
@@ -229,7 +329,7 @@ mod tests {
         block_on(write_frame(&mut wire, b"sealed bytes", 64)).unwrap();
         assert_eq!(&wire.get_ref()[..4], &12u32.to_be_bytes());
         wire.set_position(0);
-        assert_eq!(block_on(read_frame(&mut wire, 64)).unwrap(), b"sealed bytes");
+        assert_eq!(block_on(read_frame(&mut wire, 64, None)).unwrap(), b"sealed bytes");
     }
 
     #[test]
@@ -237,7 +337,7 @@ mod tests {
         let mut bytes = u32::MAX.to_be_bytes().to_vec();
         bytes.extend_from_slice(&[0xAB; 16]);
         let mut wire = Cursor::new(bytes);
-        let error = block_on(read_frame(&mut wire, MAX_FRAME_BYTES)).unwrap_err();
+        let error = block_on(read_frame(&mut wire, MAX_FRAME_BYTES, None)).unwrap_err();
         let inner = error.into_inner().unwrap().downcast::<FrameError>().unwrap();
         assert_eq!(*inner, FrameError::BadLength { len: u32::MAX.into(), max: MAX_FRAME_BYTES });
         // Nothing past the prefix was consumed.
@@ -248,20 +348,20 @@ mod tests {
     fn one_byte_over_the_limit_is_refused() {
         let len = u32::try_from(MAX_FRAME_BYTES + 1).unwrap();
         let mut wire = Cursor::new(len.to_be_bytes().to_vec());
-        assert!(block_on(read_frame(&mut wire, MAX_FRAME_BYTES)).is_err());
+        assert!(block_on(read_frame(&mut wire, MAX_FRAME_BYTES, None)).is_err());
     }
 
     #[test]
     fn empty_frame_is_refused() {
         let mut wire = Cursor::new(0u32.to_be_bytes().to_vec());
-        assert!(block_on(read_frame(&mut wire, MAX_FRAME_BYTES)).is_err());
+        assert!(block_on(read_frame(&mut wire, MAX_FRAME_BYTES, None)).is_err());
     }
 
     #[test]
     fn truncated_frame_is_refused() {
         let mut bytes = 10u32.to_be_bytes().to_vec();
         bytes.extend_from_slice(&[1, 2, 3]);
-        let error = block_on(read_frame(&mut Cursor::new(bytes), 64)).unwrap_err();
+        let error = block_on(read_frame(&mut Cursor::new(bytes), 64, None)).unwrap_err();
         let inner = error.into_inner().unwrap().downcast::<FrameError>().unwrap();
         assert_eq!(*inner, FrameError::Truncated { got: 3, len: 10 });
     }
@@ -271,8 +371,41 @@ mod tests {
         let mut bytes = 2u32.to_be_bytes().to_vec();
         bytes.extend_from_slice(&[1, 2, 3, 4]);
         let mut wire = Cursor::new(bytes);
-        assert_eq!(block_on(read_frame(&mut wire, 64)).unwrap(), [1, 2]);
+        assert_eq!(block_on(read_frame(&mut wire, 64, None)).unwrap(), [1, 2]);
         assert_eq!(wire.position(), 6);
+    }
+
+    #[test]
+    fn frame_memory_is_taken_from_the_budget_and_given_back() {
+        let budget = InboundBudget::new(READ_CHUNK_BYTES * 3);
+        let body = vec![7u8; READ_CHUNK_BYTES * 2 + 5];
+        let mut wire = Cursor::new(Vec::new());
+        block_on(write_frame(&mut wire, &body, MAX_FRAME_BYTES)).unwrap();
+        wire.set_position(0);
+        let mut reservation = Reservation::empty(&budget);
+        let frame = block_on(read_frame(&mut wire, MAX_FRAME_BYTES, Some(&mut reservation)));
+        assert_eq!(frame.unwrap(), body);
+        assert_eq!(budget.used(), body.len());
+        drop(reservation);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn frame_over_the_budget_is_refused_and_its_bytes_given_back() {
+        let budget = InboundBudget::new(READ_CHUNK_BYTES);
+        let mut held = Reservation::empty(&budget);
+        held.grow(10).unwrap();
+        let mut wire = Cursor::new(Vec::new());
+        block_on(write_frame(&mut wire, &vec![1u8; READ_CHUNK_BYTES * 2], MAX_FRAME_BYTES))
+            .unwrap();
+        wire.set_position(0);
+        let mut reservation = Reservation::empty(&budget);
+        let error =
+            block_on(read_frame(&mut wire, MAX_FRAME_BYTES, Some(&mut reservation))).unwrap_err();
+        let inner = error.into_inner().unwrap().downcast::<FrameError>().unwrap();
+        assert_eq!(*inner, FrameError::OverBudget { max: READ_CHUNK_BYTES });
+        drop(reservation);
+        assert_eq!(budget.used(), 10);
     }
 
     #[test]

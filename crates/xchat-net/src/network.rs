@@ -82,6 +82,9 @@ pub enum Event {
 /// to [`NetworkHandle::acknowledge`]; dropping it refuses the envelope.
 pub struct InboundDelivery {
     channel: ResponseChannel<Answer>,
+    /// The envelope's bytes in the node's inbound budget, until the
+    /// acknowledgement is sent or this is dropped.
+    _reservation: Option<delivery::Reservation>,
 }
 
 impl std::fmt::Debug for InboundDelivery {
@@ -543,11 +546,12 @@ impl Network {
         use request_response::{Event as E, Message};
         match event {
             E::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
-                match Envelope::decode(&request.0) {
+                let delivery::Request { frame, reservation } = request;
+                match Envelope::decode(&frame) {
                     Ok(envelope) => self.emit(Event::EnvelopeReceived {
                         from: peer,
                         envelope,
-                        delivery: InboundDelivery { channel },
+                        delivery: InboundDelivery { channel, _reservation: reservation },
                     }),
                     Err(error) => {
                         tracing::debug!(%peer, %error, "malformed envelope refused");

@@ -131,3 +131,53 @@ async fn connected(events: &mut xchat_net::Events, who: PeerId) {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_envelopes_fill_the_inbound_budget_until_acknowledged() {
+    let one = envelope(0).encode().len();
+    let alice = start(Transport::Memory).await;
+    // Room for two envelopes, not three.
+    let mut bob = common::start_with(xchat_net::Config {
+        limits: xchat_net::Limits {
+            max_inbound_delivery_bytes: one * 2 + one / 2,
+            ..xchat_net::Limits::default()
+        },
+        ..common::config(common::memory_address())
+    })
+    .await;
+    alice.handle.add_address(bob.peer, bob.address.clone()).await.unwrap();
+    let deliver = |fill: u8| {
+        let (handle, peer) = (alice.handle.clone(), bob.peer);
+        tokio::spawn(async move { handle.deliver(peer, envelope(fill)).await })
+    };
+
+    // Bob holds two envelopes without acknowledging them yet.
+    let (first, second) = (deliver(1), deliver(2));
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(
+            wait_for(&mut bob.events, |event| match event {
+                Event::EnvelopeReceived { delivery, .. } => Some(delivery),
+                _ => None,
+            })
+            .await,
+        );
+    }
+    // A third does not fit: refused without reaching Bob's consumer.
+    let refused = within(deliver(3)).await.unwrap();
+    assert!(
+        matches!(refused, Err(DeliverError::NotTaken | DeliverError::ConnectionLost)),
+        "{refused:?}"
+    );
+
+    // Once Bob acknowledges, the budget is free again.
+    for delivery in held {
+        bob.handle.acknowledge(delivery).await.unwrap();
+    }
+    within(first).await.unwrap().unwrap();
+    within(second).await.unwrap().unwrap();
+    let retried = deliver(3);
+    let (_, got) = receive_and_acknowledge(&mut bob).await;
+    assert_eq!(got, envelope(3));
+    within(retried).await.unwrap().unwrap();
+}
