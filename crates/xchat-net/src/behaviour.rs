@@ -163,7 +163,9 @@ fn behaviour(key: &Keypair, config: &Config) -> Result<Behaviour, BuildError> {
     };
 
     let delivery = request_response::Behaviour::with_codec(
-        delivery::Codec { budget: delivery::InboundBudget::new(limits.max_inbound_delivery_bytes) },
+        delivery::Codec {
+            budget: crate::frame::InboundBudget::new(limits.max_inbound_delivery_bytes),
+        },
         [(delivery::PROTOCOL, request_response::ProtocolSupport::Full)],
         request_response::Config::default()
             .with_request_timeout(limits.delivery_timeout)

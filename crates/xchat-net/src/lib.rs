@@ -69,6 +69,7 @@
 mod behaviour;
 pub mod config;
 pub mod delivery;
+pub mod frame;
 mod network;
 
 pub use behaviour::{BuildError, IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL};

@@ -84,7 +84,7 @@ pub struct InboundDelivery {
     channel: ResponseChannel<Answer>,
     /// The envelope's bytes in the node's inbound budget, until the
     /// acknowledgement is sent or this is dropped.
-    _reservation: Option<delivery::Reservation>,
+    _reservation: Option<crate::frame::Reservation>,
 }
 
 impl std::fmt::Debug for InboundDelivery {
