@@ -14,7 +14,8 @@ use crate::config::{
     Config, DHT_QUERY_TIMEOUT, DhtMode, MAX_DHT_RECORD_BYTES, MAX_DHT_RECORDS,
     MAX_NEGOTIATING_STREAMS_PER_CONNECTION, MAX_STREAMS_PER_CONNECTION,
 };
-use crate::delivery;
+use crate::frame::InboundBudget;
+use crate::{delivery, mailbox};
 
 /// Kademlia's protocol name: xchat's own DHT, never the public IPFS one
 /// (`/ipfs/kad/1.0.0`), so xchat nodes only ever route among themselves.
@@ -64,6 +65,7 @@ pub(crate) struct Behaviour {
     pub(crate) kad: kad::Behaviour<MemoryStore>,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) delivery: request_response::Behaviour<delivery::Codec>,
+    pub(crate) mailbox: request_response::Behaviour<mailbox::Codec>,
 }
 
 fn yamux_config() -> yamux::Config {
@@ -172,6 +174,21 @@ fn behaviour(key: &Keypair, config: &Config) -> Result<Behaviour, BuildError> {
             .with_max_concurrent_streams(limits.max_delivery_streams_per_connection),
     );
 
+    // A node that keeps no mailboxes does not offer the protocol, so
+    // senders never pick it.
+    let mailbox_support = if config.mailbox.is_some() {
+        request_response::ProtocolSupport::Full
+    } else {
+        request_response::ProtocolSupport::Outbound
+    };
+    let mailbox = request_response::Behaviour::with_codec(
+        mailbox::Codec { budget: InboundBudget::new(mailbox::MAX_INBOUND_MAILBOX_BYTES) },
+        [(mailbox::PROTOCOL, mailbox_support)],
+        request_response::Config::default()
+            .with_request_timeout(limits.delivery_timeout)
+            .with_max_concurrent_streams(mailbox::MAX_MAILBOX_STREAMS_PER_CONNECTION),
+    );
+
     Ok(Behaviour {
         limits: connection_limits::Behaviour::new(connection_limits),
         identify: identify::Behaviour::new(identify::Config::new(
@@ -182,6 +199,7 @@ fn behaviour(key: &Keypair, config: &Config) -> Result<Behaviour, BuildError> {
         kad,
         mdns: mdns.into(),
         delivery,
+        mailbox,
     })
 }
 

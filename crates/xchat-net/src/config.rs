@@ -136,11 +136,15 @@ pub struct Config {
     pub dht_mode: DhtMode,
     /// Connection, stream and queue limits.
     pub limits: Limits,
+    /// Keep envelopes for other devices' mailboxes with this policy; `None`
+    /// only asks other nodes (`/xchat/mailbox/1` outbound only).
+    pub mailbox: Option<crate::mailbox::Config>,
 }
 
 impl Default for Config {
     /// Listens on every IPv4 interface over TCP and QUIC (ports picked by the
-    /// system), no bootstrap peer, mDNS on, default limits.
+    /// system), no bootstrap peer, mDNS on, default limits, keeping
+    /// mailboxes for others with the default policy.
     fn default() -> Self {
         Self {
             listen_addresses: vec![
@@ -155,6 +159,7 @@ impl Default for Config {
             enable_memory_transport: false,
             dht_mode: DhtMode::default(),
             limits: Limits::default(),
+            mailbox: Some(crate::mailbox::Config::default()),
         }
     }
 }

@@ -11,7 +11,8 @@
 //!   tests and simulations), Noise, Yamux.
 //! - Protocols: identify, ping, Kademlia on xchat's own name
 //!   ([`KAD_PROTOCOL`], never the IPFS DHT), mDNS on the LAN (can be turned
-//!   off), connection limits, and [`delivery`]: `/xchat/delivery/1`.
+//!   off), connection limits, [`delivery`] (`/xchat/delivery/1`) and
+//!   [`mailbox`] (`/xchat/mailbox/1`).
 //! - The peer id is the device's *transport* key, handed in by the caller,
 //!   never its identity key.
 //!
@@ -70,12 +71,13 @@ mod behaviour;
 pub mod config;
 pub mod delivery;
 pub mod frame;
+pub mod mailbox;
 mod network;
 
 pub use behaviour::{BuildError, IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL};
 pub use config::{Config, DhtMode, Limits};
-pub use libp2p::{Multiaddr, PeerId, identity};
+pub use libp2p::{Multiaddr, PeerId, identity, multiaddr};
 pub use network::{
-    CommandError, DeliverError, DialError, Event, Events, InboundDelivery, ListenError, Network,
-    NetworkHandle,
+    CommandError, DeliverError, DialError, Event, Events, InboundDelivery, ListenError,
+    LookupError, MailboxError, Network, NetworkHandle,
 };

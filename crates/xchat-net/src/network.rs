@@ -33,10 +33,12 @@ use libp2p::swarm::{DialError as SwarmDialError, SwarmEvent, dial_opts::DialOpts
 use libp2p::{Multiaddr, PeerId, Swarm, identify, identity::Keypair, kad, mdns};
 use tokio::sync::{mpsc, oneshot};
 use xchat_proto::envelope::Envelope;
+use xchat_proto::mailbox::{Request as MailboxRequest, Response as MailboxResponse, StoreRequest};
 
 use crate::behaviour::{self, Behaviour, BehaviourEvent, BuildError};
 use crate::config::{COMMAND_QUEUE_LEN, Config, EVENT_QUEUE_LEN, MAX_PENDING_DIALS};
 use crate::delivery::{self, Answer};
+use crate::mailbox::{self, MailboxKey, MemoryStorage, Storage};
 
 /// What the network tells its consumer.
 #[derive(Debug)]
@@ -142,6 +144,41 @@ pub enum DeliverError {
     Stopped,
 }
 
+/// Why a mailbox request got no response. A node's refusal is a response:
+/// `Ok(Response::Refused(code))`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MailboxError {
+    /// The node could not be reached.
+    #[error("mailbox node unreachable")]
+    Unreachable,
+    /// The connection closed or the stream failed before the response.
+    #[error("connection lost before the response")]
+    ConnectionLost,
+    /// No response within the timeout.
+    #[error("no response in time")]
+    Timeout,
+    /// The node keeps no mailboxes.
+    #[error("node keeps no mailboxes")]
+    UnsupportedProtocol,
+    /// Too many mailbox requests await a response already.
+    #[error("too many mailbox requests in flight")]
+    Busy,
+    /// The network task has stopped.
+    #[error("network stopped")]
+    Stopped,
+}
+
+/// Why a DHT lookup could not start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    /// Too many lookups are awaited already.
+    #[error("too many lookups in flight")]
+    Busy,
+    /// The network task has stopped.
+    #[error("network stopped")]
+    Stopped,
+}
+
 /// Why a command reached no running network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
@@ -171,6 +208,8 @@ enum Command {
     Deliver { peer: PeerId, envelope: Envelope, reply: oneshot::Sender<Result<(), DeliverError>> },
     Acknowledge { delivery: InboundDelivery },
     ConnectedPeers { reply: oneshot::Sender<Vec<PeerId>> },
+    Mailbox { peer: PeerId, request: MailboxRequest, reply: MailboxReply },
+    ClosestPeers { key: Vec<u8>, reply: oneshot::Sender<Result<Vec<PeerId>, LookupError>> },
     Bootstrap { reply: oneshot::Sender<bool> },
 }
 
@@ -257,6 +296,81 @@ impl NetworkHandle {
         answer.await.map_err(|_| CommandError::Stopped)
     }
 
+    /// Sends one mailbox request to `peer` and waits for its response (a
+    /// refusal is a response). Dials the peer if needed.
+    ///
+    /// # Errors
+    /// [`MailboxError`].
+    pub async fn mailbox_request(
+        &self,
+        peer: PeerId,
+        request: MailboxRequest,
+    ) -> Result<MailboxResponse, MailboxError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Mailbox { peer, request, reply })
+            .await
+            .map_err(|_| MailboxError::Stopped)?;
+        answer.await.map_err(|_| MailboxError::Stopped)?
+    }
+
+    /// The peers closest to `key` in the DHT (at most
+    /// [`kad::K_VALUE`](libp2p::kad::K_VALUE), closest first), found by an
+    /// iterative lookup; their addresses are kept for dialing them.
+    ///
+    /// # Errors
+    /// [`LookupError`].
+    pub async fn closest_peers(&self, key: Vec<u8>) -> Result<Vec<PeerId>, LookupError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::ClosestPeers { key, reply }).await.map_err(|_| LookupError::Stopped)?;
+        answer.await.map_err(|_| LookupError::Stopped)?
+    }
+
+    /// The nodes that keep `mailbox`: the closest to its
+    /// [`dht_key`](mailbox::dht_key), closest first.
+    ///
+    /// # Errors
+    /// [`LookupError`].
+    pub async fn mailbox_nodes(&self, mailbox: &MailboxKey) -> Result<Vec<PeerId>, LookupError> {
+        self.closest_peers(mailbox::dht_key(mailbox)).await
+    }
+
+    /// Leaves `request`'s envelope on the `replicas` nodes closest to its
+    /// mailbox that take it: asks that many at once, and for each that does
+    /// not store it (unreachable, keeps no mailboxes, refuses) the next
+    /// closest, until enough stored it or no node is left. Returns every
+    /// node's outcome; the caller decides how many `Stored` are enough.
+    ///
+    /// # Errors
+    /// [`LookupError`] when the lookup could not start.
+    pub async fn store_in_mailbox(
+        &self,
+        request: StoreRequest,
+        replicas: usize,
+    ) -> Result<Vec<(PeerId, Result<MailboxResponse, MailboxError>)>, LookupError> {
+        let nodes = self.mailbox_nodes(&request.mailbox_key().to_bytes()).await?;
+        let request = MailboxRequest::Store(request);
+        let mut candidates = nodes.into_iter();
+        let mut outcomes = Vec::new();
+        let mut stored = 0;
+        while stored < replicas {
+            let wave: Vec<PeerId> = candidates.by_ref().take(replicas - stored).collect();
+            if wave.is_empty() {
+                break;
+            }
+            let stores = wave.into_iter().map(|peer| {
+                let request = request.clone();
+                async move { (peer, self.mailbox_request(peer, request).await) }
+            });
+            for (peer, outcome) in futures::future::join_all(stores).await {
+                if matches!(outcome, Ok(MailboxResponse::Stored(_))) {
+                    stored += 1;
+                }
+                outcomes.push((peer, outcome));
+            }
+        }
+        Ok(outcomes)
+    }
+
     /// Starts a DHT bootstrap (a lookup of this node's own id, which fills
     /// the routing table). Returns whether any peer was known to start from.
     ///
@@ -300,6 +414,10 @@ pub struct Network {
     max_pending_deliveries: usize,
     max_in_flight_per_peer: usize,
     listen_addresses: Vec<Multiaddr>,
+    /// This node's mailbox service, when it keeps mailboxes.
+    mailbox_server: Option<mailbox::Server>,
+    pending_mailbox: HashMap<OutboundRequestId, MailboxReply>,
+    pending_lookups: HashMap<kad::QueryId, oneshot::Sender<Result<Vec<PeerId>, LookupError>>>,
 }
 
 impl std::fmt::Debug for Network {
@@ -323,6 +441,20 @@ impl Network {
         keypair: Keypair,
         config: Config,
     ) -> Result<(Self, NetworkHandle, Events), BuildError> {
+        Self::with_mailbox_storage(keypair, config, Box::new(MemoryStorage::new()))
+    }
+
+    /// As [`Network::new`], keeping mailbox envelopes in `storage` (the
+    /// node's database, so they survive a restart) when
+    /// [`Config::mailbox`] is set.
+    ///
+    /// # Errors
+    /// [`BuildError`].
+    pub fn with_mailbox_storage(
+        keypair: Keypair,
+        config: Config,
+        storage: Box<dyn Storage>,
+    ) -> Result<(Self, NetworkHandle, Events), BuildError> {
         let swarm = behaviour::build(keypair, &config)?;
         let (command_sender, commands) = mpsc::channel(COMMAND_QUEUE_LEN);
         let (events, event_receiver) = mpsc::channel(EVENT_QUEUE_LEN);
@@ -340,6 +472,9 @@ impl Network {
             max_pending_deliveries: config.limits.max_pending_deliveries,
             max_in_flight_per_peer: config.limits.max_deliveries_in_flight_per_peer,
             listen_addresses: config.listen_addresses,
+            mailbox_server: config.mailbox.map(|policy| mailbox::Server::new(policy, storage)),
+            pending_mailbox: HashMap::new(),
+            pending_lookups: HashMap::new(),
         };
         Ok((network, handle, event_receiver))
     }
@@ -435,6 +570,23 @@ impl Network {
             Command::ConnectedPeers { reply } => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
             }
+            Command::Mailbox { peer, request, reply } => {
+                if self.pending_mailbox.len() >= mailbox::MAX_PENDING_MAILBOX_REQUESTS {
+                    let _ = reply.send(Err(MailboxError::Busy));
+                    return;
+                }
+                let request = mailbox::Request { bytes: request.encode(), _reservation: None };
+                let id = self.swarm.behaviour_mut().mailbox.send_request(&peer, request);
+                self.pending_mailbox.insert(id, reply);
+            }
+            Command::ClosestPeers { key, reply } => {
+                if self.pending_lookups.len() >= mailbox::MAX_PENDING_LOOKUPS {
+                    let _ = reply.send(Err(LookupError::Busy));
+                    return;
+                }
+                let id = self.swarm.behaviour_mut().kad.get_closest_peers(key);
+                self.pending_lookups.insert(id, reply);
+            }
             Command::Bootstrap { reply } => {
                 let _ = reply.send(self.swarm.behaviour_mut().kad.bootstrap().is_ok());
             }
@@ -517,6 +669,12 @@ impl Network {
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Delivery(event) => self.on_delivery_event(event),
+            BehaviourEvent::Mailbox(event) => self.on_mailbox_event(event),
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::GetClosestPeers(result),
+                ..
+            }) => self.on_closest_peers(id, result),
             // Only xchat nodes join xchat's routing table.
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })
                 if behaviour::speaks_kad(&info.protocols) =>
@@ -595,6 +753,68 @@ impl Network {
         }
     }
 
+    fn on_mailbox_event(
+        &mut self,
+        event: request_response::Event<mailbox::Request, MailboxResponse>,
+    ) {
+        use request_response::{Event as E, Message};
+        match event {
+            E::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
+                let Some(server) = self.mailbox_server.as_mut() else { return };
+                let replicas = server.config().replicas;
+                let local = kad::KBucketKey::from(*self.swarm.local_peer_id());
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                let response = server.handle(unix_now_ms(), &request.bytes, |mailbox| {
+                    keeps(kad, local, mailbox, replicas)
+                });
+                if let MailboxResponse::Refused(code) = &response {
+                    tracing::debug!(%peer, ?code, "mailbox request refused");
+                }
+                let _ = self.swarm.behaviour_mut().mailbox.send_response(channel, response);
+            }
+            E::Message { message: Message::Response { request_id, response }, .. } => {
+                if let Some(reply) = self.pending_mailbox.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            E::OutboundFailure { request_id, error, peer, .. } => {
+                tracing::debug!(%peer, %error, "mailbox request failed");
+                let error = match error {
+                    OutboundFailure::DialFailure => MailboxError::Unreachable,
+                    OutboundFailure::Timeout => MailboxError::Timeout,
+                    OutboundFailure::UnsupportedProtocols => MailboxError::UnsupportedProtocol,
+                    OutboundFailure::ConnectionClosed | OutboundFailure::Io(_) => {
+                        MailboxError::ConnectionLost
+                    }
+                };
+                if let Some(reply) = self.pending_mailbox.remove(&request_id) {
+                    let _ = reply.send(Err(error));
+                }
+            }
+            E::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound mailbox request failed");
+            }
+            E::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_closest_peers(&mut self, id: kad::QueryId, result: kad::GetClosestPeersResult) {
+        let Some(reply) = self.pending_lookups.remove(&id) else { return };
+        // A lookup that timed out still reports the closest peers it found.
+        let peers = match result {
+            Ok(kad::GetClosestPeersOk { peers, .. })
+            | Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+        };
+        let mut found = Vec::with_capacity(peers.len());
+        for kad::PeerInfo { peer_id, addrs } in peers {
+            for address in addrs {
+                self.swarm.add_peer_address(peer_id, address);
+            }
+            found.push(peer_id);
+        }
+        let _ = reply.send(Ok(found));
+    }
+
     /// Puts `peer`'s queued deliveries on the wire, up to the per-peer
     /// limit; drops those whose caller stopped waiting.
     fn send_queued(&mut self, peer: PeerId) {
@@ -627,6 +847,35 @@ impl Network {
 }
 
 type DeliveryReply = oneshot::Sender<Result<(), DeliverError>>;
+type MailboxReply = oneshot::Sender<Result<MailboxResponse, MailboxError>>;
+
+/// Milliseconds since the Unix epoch by this machine's clock: the mailbox
+/// service's time (clock skew checks, TTLs). A clock before 1970 reads 0.
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Whether this node keeps `mailbox`: fewer than `replicas` x
+/// [`mailbox::RESPONSIBILITY_SLACK`] peers it knows are closer to the
+/// mailbox's DHT key than it is.
+fn keeps(
+    kad: &mut kad::Behaviour<kad::store::MemoryStore>,
+    local: kad::KBucketKey<PeerId>,
+    mailbox: &MailboxKey,
+    replicas: usize,
+) -> bool {
+    let target = kad::KBucketKey::from(mailbox::dht_key(mailbox));
+    let own = local.distance(&target);
+    let allowed = replicas.saturating_mul(mailbox::RESPONSIBILITY_SLACK);
+    let closer = kad
+        .get_closest_local_peers(&target)
+        .take_while(|peer| peer.distance(&target) < own)
+        .take(allowed)
+        .count();
+    closer < allowed
+}
 
 /// One peer's deliveries: at most the per-peer limit on the wire, the rest
 /// queued in order (bounded by the node's [`crate::Limits::max_pending_deliveries`]).
