@@ -136,6 +136,9 @@ fn behaviour(key: &Keypair, config: &Config) -> Result<Behaviour, BuildError> {
 
     let mut kad_config = kad::Config::new(KAD_PROTOCOL);
     kad_config.set_query_timeout(DHT_QUERY_TIMEOUT);
+    // Every record a peer sends is checked (`record::validate`) before the
+    // network task stores it.
+    kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
     let store = MemoryStore::with_config(
         local,
         MemoryStoreConfig {

@@ -50,8 +50,12 @@ pub const COMMAND_QUEUE_LEN: usize = 64;
 pub const EVENT_QUEUE_LEN: usize = 256;
 /// Most records the DHT keeps for others.
 pub const MAX_DHT_RECORDS: usize = 4096;
-/// Most bytes of one DHT record's value.
-pub const MAX_DHT_RECORD_BYTES: usize = 65_536;
+/// Most bytes of one DHT record's value: the largest xchat record
+/// ([`crate::record::MAX_RECORD_VALUE_BYTES`]), within Kademlia's 16 KiB
+/// message limit.
+pub const MAX_DHT_RECORD_BYTES: usize = crate::record::MAX_RECORD_VALUE_BYTES;
+/// Most DHT puts and gets awaited at once.
+pub const MAX_PENDING_RECORD_QUERIES: usize = 64;
 /// Longest a DHT query runs before it reports what it found.
 pub const DHT_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -73,11 +73,12 @@ pub mod delivery;
 pub mod frame;
 pub mod mailbox;
 mod network;
+pub mod record;
 
 pub use behaviour::{BuildError, IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL};
 pub use config::{Config, DhtMode, Limits};
 pub use libp2p::{Multiaddr, PeerId, identity, multiaddr};
 pub use network::{
-    CommandError, DeliverError, DialError, Event, Events, InboundDelivery, ListenError,
-    LookupError, MailboxError, Network, NetworkHandle,
+    CommandError, DeliverError, DialError, Event, Events, FindError, InboundDelivery, ListenError,
+    LookupError, MailboxError, Network, NetworkHandle, PublishError,
 };

@@ -28,6 +28,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use futures::StreamExt;
+use libp2p::kad::store::RecordStore;
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::{DialError as SwarmDialError, SwarmEvent, dial_opts::DialOpts};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, identity::Keypair, kad, mdns};
@@ -36,9 +37,12 @@ use xchat_proto::envelope::Envelope;
 use xchat_proto::mailbox::{Request as MailboxRequest, Response as MailboxResponse, StoreRequest};
 
 use crate::behaviour::{self, Behaviour, BehaviourEvent, BuildError};
-use crate::config::{COMMAND_QUEUE_LEN, Config, EVENT_QUEUE_LEN, MAX_PENDING_DIALS};
+use crate::config::{
+    COMMAND_QUEUE_LEN, Config, EVENT_QUEUE_LEN, MAX_PENDING_DIALS, MAX_PENDING_RECORD_QUERIES,
+};
 use crate::delivery::{self, Answer};
 use crate::mailbox::{self, MailboxKey, MemoryStorage, Storage};
+use crate::record::{self, RecordError};
 
 /// What the network tells its consumer.
 #[derive(Debug)]
@@ -168,6 +172,40 @@ pub enum MailboxError {
     Stopped,
 }
 
+/// Why a record was not published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The record does not pass the checks every node makes.
+    #[error("invalid record")]
+    Invalid(#[from] RecordError),
+    /// No other node stored it (none known, none answered in time).
+    #[error("no node stored the record")]
+    NotStored,
+    /// This node's record store is full.
+    #[error("record store full")]
+    StoreFull,
+    /// Too many DHT queries are awaited already.
+    #[error("too many dht queries in flight")]
+    Busy,
+    /// The network task has stopped.
+    #[error("network stopped")]
+    Stopped,
+}
+
+/// Why no record was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FindError {
+    /// No valid record under the key was found.
+    #[error("no valid record found")]
+    NotFound,
+    /// Too many DHT queries are awaited already.
+    #[error("too many dht queries in flight")]
+    Busy,
+    /// The network task has stopped.
+    #[error("network stopped")]
+    Stopped,
+}
+
 /// Why a DHT lookup could not start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum LookupError {
@@ -210,6 +248,8 @@ enum Command {
     ConnectedPeers { reply: oneshot::Sender<Vec<PeerId>> },
     Mailbox { peer: PeerId, request: MailboxRequest, reply: MailboxReply },
     ClosestPeers { key: Vec<u8>, reply: oneshot::Sender<Result<Vec<PeerId>, LookupError>> },
+    Publish { key: Vec<u8>, value: Vec<u8>, reply: oneshot::Sender<Result<(), PublishError>> },
+    Find { key: Vec<u8>, reply: FindReply },
     Bootstrap { reply: oneshot::Sender<bool> },
 }
 
@@ -371,6 +411,33 @@ impl NetworkHandle {
         Ok(outcomes)
     }
 
+    /// Publishes `value` under `key` in the DHT (a key from
+    /// [`record::prekey_key`] or [`record::device_list_key`]): checked here
+    /// as every node will check it, kept by this node, then stored on the
+    /// closest nodes. Kademlia republishes it while this node runs.
+    ///
+    /// # Errors
+    /// [`PublishError`]; `NotStored` leaves the record in this node only.
+    pub async fn publish_record(&self, key: Vec<u8>, value: Vec<u8>) -> Result<(), PublishError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Publish { key, value, reply })
+            .await
+            .map_err(|_| PublishError::Stopped)?;
+        answer.await.map_err(|_| PublishError::Stopped)?
+    }
+
+    /// Finds the record under `key` in the DHT: the latest valid copy found
+    /// (records failing [`record::validate`] are dropped). The caller still
+    /// checks it is the identity it expects (`UnverifiedPreKeyRecord::verify`).
+    ///
+    /// # Errors
+    /// [`FindError`].
+    pub async fn find_record(&self, key: Vec<u8>) -> Result<Vec<u8>, FindError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Find { key, reply }).await.map_err(|_| FindError::Stopped)?;
+        answer.await.map_err(|_| FindError::Stopped)?
+    }
+
     /// Starts a DHT bootstrap (a lookup of this node's own id, which fills
     /// the routing table). Returns whether any peer was known to start from.
     ///
@@ -418,6 +485,9 @@ pub struct Network {
     mailbox_server: Option<mailbox::Server>,
     pending_mailbox: HashMap<OutboundRequestId, MailboxReply>,
     pending_lookups: HashMap<kad::QueryId, oneshot::Sender<Result<Vec<PeerId>, LookupError>>>,
+    pending_puts: HashMap<kad::QueryId, oneshot::Sender<Result<(), PublishError>>>,
+    /// Gets awaited, with the latest valid copy found so far.
+    pending_finds: HashMap<kad::QueryId, (FindReply, Option<Found>)>,
 }
 
 impl std::fmt::Debug for Network {
@@ -475,6 +545,8 @@ impl Network {
             mailbox_server: config.mailbox.map(|policy| mailbox::Server::new(policy, storage)),
             pending_mailbox: HashMap::new(),
             pending_lookups: HashMap::new(),
+            pending_puts: HashMap::new(),
+            pending_finds: HashMap::new(),
         };
         Ok((network, handle, event_receiver))
     }
@@ -587,6 +659,15 @@ impl Network {
                 let id = self.swarm.behaviour_mut().kad.get_closest_peers(key);
                 self.pending_lookups.insert(id, reply);
             }
+            Command::Publish { key, value, reply } => self.publish(key, value, reply),
+            Command::Find { key, reply } => {
+                if self.pending_finds.len() >= MAX_PENDING_RECORD_QUERIES {
+                    let _ = reply.send(Err(FindError::Busy));
+                    return;
+                }
+                let id = self.swarm.behaviour_mut().kad.get_record(kad::RecordKey::new(&key));
+                self.pending_finds.insert(id, (reply, None));
+            }
             Command::Bootstrap { reply } => {
                 let _ = reply.send(self.swarm.behaviour_mut().kad.bootstrap().is_ok());
             }
@@ -675,6 +756,24 @@ impl Network {
                 result: kad::QueryResult::GetClosestPeers(result),
                 ..
             }) => self.on_closest_peers(id, result),
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::PutRecord(result),
+                ..
+            }) => {
+                if let Some(reply) = self.pending_puts.remove(&id) {
+                    let _ = reply.send(result.map(drop).map_err(|_| PublishError::NotStored));
+                }
+            }
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::GetRecord(result),
+                step,
+                ..
+            }) => self.on_record_found(id, result, step.last),
+            BehaviourEvent::Kad(kad::Event::InboundRequest {
+                request: kad::InboundRequest::PutRecord { source, record: Some(record), .. },
+            }) => self.on_inbound_record(source, record),
             // Only xchat nodes join xchat's routing table.
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })
                 if behaviour::speaks_kad(&info.protocols) =>
@@ -815,6 +914,72 @@ impl Network {
         let _ = reply.send(Ok(found));
     }
 
+    fn publish(
+        &mut self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        reply: oneshot::Sender<Result<(), PublishError>>,
+    ) {
+        if let Err(error) = record::validate(&key, &value, unix_now_ms()) {
+            let _ = reply.send(Err(error.into()));
+            return;
+        }
+        if self.pending_puts.len() >= MAX_PENDING_RECORD_QUERIES {
+            let _ = reply.send(Err(PublishError::Busy));
+            return;
+        }
+        let record = kad::Record::new(kad::RecordKey::new(&key), value);
+        match self.swarm.behaviour_mut().kad.put_record(record, kad::Quorum::One) {
+            Ok(id) => {
+                self.pending_puts.insert(id, reply);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "record store refused our own record");
+                let _ = reply.send(Err(PublishError::StoreFull));
+            }
+        }
+    }
+
+    /// A peer asks this node to keep a record: kept only if it passes
+    /// [`record::validate`] and is later than the copy held.
+    fn on_inbound_record(&mut self, source: PeerId, incoming: kad::Record) {
+        let now_ms = unix_now_ms();
+        let published_at_ms = match record::validate(incoming.key.as_ref(), &incoming.value, now_ms)
+        {
+            Ok(published_at_ms) => published_at_ms,
+            Err(error) => {
+                tracing::debug!(peer = %source, %error, "dht record refused");
+                return;
+            }
+        };
+        let store = self.swarm.behaviour_mut().kad.store_mut();
+        let held = store
+            .get(&incoming.key)
+            .and_then(|held| record::validate(held.key.as_ref(), &held.value, now_ms).ok());
+        if held.is_some_and(|held_at_ms| held_at_ms >= published_at_ms) {
+            return;
+        }
+        if let Err(error) = store.put(incoming) {
+            tracing::debug!(%error, "dht record store full");
+        }
+    }
+
+    fn on_record_found(&mut self, id: kad::QueryId, result: kad::GetRecordResult, last: bool) {
+        let Some((_, best)) = self.pending_finds.get_mut(&id) else { return };
+        if let Ok(kad::GetRecordOk::FoundRecord(kad::PeerRecord { record: found, peer })) = result {
+            match record::validate(found.key.as_ref(), &found.value, unix_now_ms()) {
+                Ok(at_ms) if best.as_ref().is_none_or(|(best_at_ms, _)| at_ms > *best_at_ms) => {
+                    *best = Some((at_ms, found.value));
+                }
+                Ok(_) => {}
+                Err(error) => tracing::debug!(?peer, %error, "dht returned an invalid record"),
+            }
+        }
+        if last && let Some((reply, best)) = self.pending_finds.remove(&id) {
+            let _ = reply.send(best.map(|(_, value)| value).ok_or(FindError::NotFound));
+        }
+    }
+
     /// Puts `peer`'s queued deliveries on the wire, up to the per-peer
     /// limit; drops those whose caller stopped waiting.
     fn send_queued(&mut self, peer: PeerId) {
@@ -848,6 +1013,9 @@ impl Network {
 
 type DeliveryReply = oneshot::Sender<Result<(), DeliverError>>;
 type MailboxReply = oneshot::Sender<Result<MailboxResponse, MailboxError>>;
+type FindReply = oneshot::Sender<Result<Vec<u8>, FindError>>;
+/// A valid record's publication time and value.
+type Found = (u64, Vec<u8>);
 
 /// Milliseconds since the Unix epoch by this machine's clock: the mailbox
 /// service's time (clock skew checks, TTLs). A clock before 1970 reads 0.
