@@ -6,13 +6,14 @@ use libp2p::identity::Keypair;
 use libp2p::kad::store::{MemoryStore, MemoryStoreConfig};
 use libp2p::swarm::{NetworkBehaviour, behaviour::toggle::Toggle};
 use libp2p::{
-    StreamProtocol, Swarm, SwarmBuilder, connection_limits, identify, kad, mdns, noise, ping,
-    request_response, tcp, yamux,
+    StreamProtocol, Swarm, SwarmBuilder, autonat, connection_limits, dcutr, identify, kad, mdns,
+    noise, ping, relay, request_response, tcp, yamux,
 };
 
 use crate::config::{
     Config, DHT_QUERY_TIMEOUT, DhtMode, MAX_DHT_RECORD_BYTES, MAX_DHT_RECORDS,
-    MAX_NEGOTIATING_STREAMS_PER_CONNECTION, MAX_STREAMS_PER_CONNECTION,
+    MAX_NEGOTIATING_STREAMS_PER_CONNECTION, MAX_STREAMS_PER_CONNECTION, RELAY_MAX_CIRCUIT_BYTES,
+    RELAY_MAX_CIRCUIT_DURATION, RELAY_MAX_CIRCUITS, RELAY_MAX_RESERVATIONS,
 };
 use crate::frame::InboundBudget;
 use crate::{delivery, mailbox};
@@ -66,6 +67,16 @@ pub(crate) struct Behaviour {
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) delivery: request_response::Behaviour<delivery::Codec>,
     pub(crate) mailbox: request_response::Behaviour<mailbox::Codec>,
+    /// Listens through relays (`/p2p-circuit` addresses) and dials through
+    /// them.
+    pub(crate) relay_client: relay::client::Behaviour,
+    /// Relays for others, when [`Config::enable_relay_server`].
+    pub(crate) relay_server: Toggle<relay::Behaviour>,
+    /// Upgrades a relayed connection to a direct one by hole punching.
+    pub(crate) dcutr: dcutr::Behaviour,
+    /// Asks peers to dial back, to learn whether this node is reachable
+    /// (and so whether [`DhtMode::Auto`] makes it a DHT server).
+    pub(crate) autonat: autonat::Behaviour,
 }
 
 fn yamux_config() -> yamux::Config {
@@ -113,7 +124,8 @@ pub(crate) fn build(keypair: Keypair, config: &Config) -> Result<Swarm<Behaviour
             quic
         })
         .with_other_transport(|_| memory)?
-        .with_behaviour(|_| behaviour)?
+        .with_relay_client(noise::Config::new, yamux_config)?
+        .with_behaviour(|_, relay_client| behaviour(relay_client))?
         .with_swarm_config(|swarm| {
             swarm
                 .with_idle_connection_timeout(limits.idle_connection_timeout)
@@ -123,7 +135,12 @@ pub(crate) fn build(keypair: Keypair, config: &Config) -> Result<Swarm<Behaviour
     Ok(swarm)
 }
 
-fn behaviour(key: &Keypair, config: &Config) -> Result<Behaviour, BuildError> {
+/// Everything of the [`Behaviour`] but the relay client, which the swarm
+/// builder makes with the relay transport.
+fn behaviour(
+    key: &Keypair,
+    config: &Config,
+) -> Result<impl FnOnce(relay::client::Behaviour) -> Behaviour + use<>, BuildError> {
     let local = key.public().to_peer_id();
     let limits = &config.limits;
 
@@ -192,17 +209,35 @@ fn behaviour(key: &Keypair, config: &Config) -> Result<Behaviour, BuildError> {
             .with_max_concurrent_streams(mailbox::MAX_MAILBOX_STREAMS_PER_CONNECTION),
     );
 
-    Ok(Behaviour {
-        limits: connection_limits::Behaviour::new(connection_limits),
-        identify: identify::Behaviour::new(identify::Config::new(
-            IDENTIFY_PROTOCOL_VERSION.to_owned(),
-            key.public(),
-        )),
+    let relay_server = config.enable_relay_server.then(|| {
+        relay::Behaviour::new(
+            local,
+            relay::Config {
+                max_reservations: RELAY_MAX_RESERVATIONS,
+                max_circuits: RELAY_MAX_CIRCUITS,
+                max_circuit_duration: RELAY_MAX_CIRCUIT_DURATION,
+                max_circuit_bytes: RELAY_MAX_CIRCUIT_BYTES,
+                ..relay::Config::default()
+            },
+        )
+    });
+    let identify = identify::Behaviour::new(identify::Config::new(
+        IDENTIFY_PROTOCOL_VERSION.to_owned(),
+        key.public(),
+    ));
+    let limits = connection_limits::Behaviour::new(connection_limits);
+    Ok(move |relay_client| Behaviour {
+        limits,
+        identify,
         ping: ping::Behaviour::new(ping::Config::default()),
         kad,
         mdns: mdns.into(),
         delivery,
         mailbox,
+        relay_client,
+        relay_server: relay_server.into(),
+        dcutr: dcutr::Behaviour::new(local),
+        autonat: autonat::Behaviour::new(local, autonat::Config::default()),
     })
 }
 

@@ -59,17 +59,29 @@ pub const MAX_PENDING_RECORD_QUERIES: usize = 64;
 /// Longest a DHT query runs before it reports what it found.
 pub const DHT_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Most peers that may hold a reservation on this node's relay at once.
+pub const RELAY_MAX_RESERVATIONS: usize = 128;
+/// Most circuits this node's relay carries at once.
+pub const RELAY_MAX_CIRCUITS: usize = 32;
+/// Longest one relayed circuit lasts (10 minutes): long enough for
+/// hole punching to replace it, or for a burst of envelopes.
+pub const RELAY_MAX_CIRCUIT_DURATION: Duration = Duration::from_secs(10 * 60);
+/// Most bytes one relayed circuit carries, both ways (16 MiB): envelopes,
+/// not files; a file goes direct.
+pub const RELAY_MAX_CIRCUIT_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Whether this node answers other nodes' DHT queries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DhtMode {
     /// Answer them: right on a LAN and for a publicly reachable node. The
-    /// default until AutoNAT is built (`docs/network.md`), since without it
-    /// no address is ever confirmed and `Auto` would stay a client.
+    /// default, because AutoNAT confirms only global addresses: on a LAN
+    /// `Auto` would stay a client.
     #[default]
     Server,
     /// Only ask: a node behind a NAT that others cannot dial back.
     Client,
-    /// Server once an external address is confirmed, client before.
+    /// Server once AutoNAT has confirmed an external address, client
+    /// before: for a device that may be behind a NAT.
     Auto,
 }
 
@@ -127,6 +139,10 @@ pub struct Config {
     /// [`Config::enable_memory_transport`] is set. Port 0 picks a free port;
     /// [`Event::Listening`](crate::Event::Listening) tells which.
     pub listen_addresses: Vec<Multiaddr>,
+    /// Addresses others can reach this node at, known to its operator (a
+    /// public server's address and port). A relay serves only once it has
+    /// one; without any, AutoNAT finds them.
+    pub external_addresses: Vec<Multiaddr>,
     /// Nodes to join the DHT through, each address ending in `/p2p/<peer id>`.
     /// A LAN needs none: mDNS finds its nodes.
     pub bootstrap_peers: Vec<Multiaddr>,
@@ -138,6 +154,9 @@ pub struct Config {
     pub enable_memory_transport: bool,
     /// Whether this node answers DHT queries.
     pub dht_mode: DhtMode,
+    /// Relay connections for nodes that cannot be dialed (behind a NAT):
+    /// for publicly reachable nodes. Every node can *use* relays.
+    pub enable_relay_server: bool,
     /// Connection, stream and queue limits.
     pub limits: Limits,
     /// Keep envelopes for other devices' mailboxes with this policy; `None`
@@ -158,10 +177,12 @@ impl Default for Config {
                     .with(Protocol::Udp(0))
                     .with(Protocol::QuicV1),
             ],
+            external_addresses: Vec::new(),
             bootstrap_peers: Vec::new(),
             enable_mdns: true,
             enable_memory_transport: false,
             dht_mode: DhtMode::default(),
+            enable_relay_server: false,
             limits: Limits::default(),
             mailbox: Some(crate::mailbox::Config::default()),
         }

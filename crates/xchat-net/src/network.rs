@@ -243,6 +243,7 @@ enum Command {
     ListenOn { address: Multiaddr, reply: oneshot::Sender<Result<(), ListenError>> },
     Dial { peer: PeerId, addresses: Vec<Multiaddr>, reply: oneshot::Sender<Result<(), DialError>> },
     AddAddress { peer: PeerId, address: Multiaddr },
+    AddExternalAddress { address: Multiaddr, reply: oneshot::Sender<()> },
     Deliver { peer: PeerId, envelope: Envelope, reply: oneshot::Sender<Result<(), DeliverError>> },
     Acknowledge { delivery: InboundDelivery },
     ConnectedPeers { reply: oneshot::Sender<Vec<PeerId>> },
@@ -301,6 +302,17 @@ impl NetworkHandle {
     /// [`CommandError::Stopped`].
     pub async fn add_address(&self, peer: PeerId, address: Multiaddr) -> Result<(), CommandError> {
         self.send(Command::AddAddress { peer, address }).await
+    }
+
+    /// Tells the swarm that others can reach this node at `address` (see
+    /// [`Config::external_addresses`]); returns once the swarm knows it.
+    ///
+    /// # Errors
+    /// [`CommandError::Stopped`].
+    pub async fn add_external_address(&self, address: Multiaddr) -> Result<(), CommandError> {
+        let (reply, done) = oneshot::channel();
+        self.send(Command::AddExternalAddress { address, reply }).await?;
+        done.await.map_err(|_| CommandError::Stopped)
     }
 
     /// Sends `envelope` to `peer` over `/xchat/delivery/1` and waits for the
@@ -481,6 +493,7 @@ pub struct Network {
     max_pending_deliveries: usize,
     max_in_flight_per_peer: usize,
     listen_addresses: Vec<Multiaddr>,
+    external_addresses: Vec<Multiaddr>,
     /// This node's mailbox service, when it keeps mailboxes.
     mailbox_server: Option<mailbox::Server>,
     pending_mailbox: HashMap<OutboundRequestId, MailboxReply>,
@@ -542,6 +555,7 @@ impl Network {
             max_pending_deliveries: config.limits.max_pending_deliveries,
             max_in_flight_per_peer: config.limits.max_deliveries_in_flight_per_peer,
             listen_addresses: config.listen_addresses,
+            external_addresses: config.external_addresses,
             mailbox_server: config.mailbox.map(|policy| mailbox::Server::new(policy, storage)),
             pending_mailbox: HashMap::new(),
             pending_lookups: HashMap::new(),
@@ -553,6 +567,9 @@ impl Network {
 
     /// Drives the swarm until every [`NetworkHandle`] is dropped.
     pub async fn run(mut self) {
+        for address in std::mem::take(&mut self.external_addresses) {
+            self.swarm.add_external_address(address);
+        }
         for address in std::mem::take(&mut self.listen_addresses) {
             if let Err(error) = self.swarm.listen_on(address.clone()) {
                 tracing::warn!(%address, %error, "cannot listen");
@@ -613,6 +630,10 @@ impl Network {
                 let _ = reply.send(result);
             }
             Command::Dial { peer, addresses, reply } => self.dial(peer, addresses, reply),
+            Command::AddExternalAddress { address, reply } => {
+                self.swarm.add_external_address(address);
+                let _ = reply.send(());
+            }
             Command::AddAddress { peer, address } => {
                 self.swarm.add_peer_address(peer, address.clone());
                 self.swarm.behaviour_mut().kad.add_address(&peer, address);
