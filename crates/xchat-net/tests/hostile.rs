@@ -66,6 +66,27 @@ impl Hostile {
         Self { control, victim }
     }
 
+    /// Opens a delivery stream and sends a frame announcing `len` bytes, then
+    /// one byte every `every`, forever; returns when the victim ends the
+    /// stream.
+    fn drip(&self, len: u32, every: Duration) -> impl Future<Output = Outcome> + use<> {
+        let (mut control, victim) = (self.control.clone(), self.victim);
+        async move {
+            let Ok(mut stream) = control.open_stream(victim, delivery::PROTOCOL).await else {
+                return Outcome::Refused;
+            };
+            if stream.write_all(&len.to_be_bytes()).await.is_err() {
+                return Outcome::Refused;
+            }
+            loop {
+                if stream.write_all(&[0x42]).await.is_err() || stream.flush().await.is_err() {
+                    return Outcome::Refused;
+                }
+                tokio::time::sleep(every).await;
+            }
+        }
+    }
+
     /// Opens a delivery stream, writes `bytes`, closes the write side when
     /// `close`, then reads how the victim ends the stream.
     fn send(&self, bytes: Vec<u8>, close: bool) -> impl Future<Output = Outcome> + use<> {
@@ -166,6 +187,25 @@ async fn well_framed_garbage_is_answered_malformed_and_honest_delivery_flows() {
         Outcome::Answered(vec![delivery::Answer::Malformed.to_byte()])
     );
     honest_delivery_flows(&mut victim).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_drip_is_cut_at_the_delivery_timeout_and_honest_delivery_flows() {
+    // A short timeout, so the test sees it expire; long enough for an
+    // honest delivery on a loaded machine.
+    const TIMEOUT: Duration = Duration::from_secs(5);
+    let mut victim = start_with(Config {
+        limits: Limits { delivery_timeout: TIMEOUT, ..Limits::default() },
+        ..common::config("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+    })
+    .await;
+    let hostile = Hostile::connect(victim.peer, victim.address.clone()).await;
+    let started = std::time::Instant::now();
+    let drip = tokio::spawn(hostile.drip(100_000, Duration::from_millis(200)));
+    honest_delivery_flows(&mut victim).await;
+    assert_eq!(within(drip).await.unwrap(), Outcome::Refused);
+    // Cut by the timeout, not earlier: the drip was a valid, slow frame.
+    assert!(started.elapsed() >= TIMEOUT, "cut after {:?}", started.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
