@@ -285,4 +285,30 @@ mod tests {
         assert!(block_on(write_frame(&mut wire, &[0; 65], 64)).is_err());
         assert!(wire.get_ref().is_empty());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_frame_round_trips(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..4096)) {
+            let mut wire = Cursor::new(Vec::new());
+            block_on(write_frame(&mut wire, &body, 4096)).unwrap();
+            wire.set_position(0);
+            proptest::prop_assert_eq!(block_on(read_frame(&mut wire, 4096, None)).unwrap(), body);
+        }
+
+        #[test]
+        fn any_bytes_read_within_the_limit_or_fail(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+            max in 1usize..1024,
+        ) {
+            let budget = InboundBudget::new(READ_CHUNK_BYTES);
+            let mut reservation = Reservation::empty(&budget);
+            let mut wire = Cursor::new(bytes);
+            if let Ok(frame) = block_on(read_frame(&mut wire, max, Some(&mut reservation))) {
+                proptest::prop_assert!(!frame.is_empty() && frame.len() <= max);
+                proptest::prop_assert_eq!(budget.used(), frame.len());
+            }
+            drop(reservation);
+            proptest::prop_assert_eq!(budget.used(), 0);
+        }
+    }
 }

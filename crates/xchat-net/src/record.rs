@@ -235,4 +235,17 @@ mod tests {
         let big = vec![0; MAX_RECORD_VALUE_BYTES + 1];
         assert!(matches!(validate(&key, &big, NOW), Err(RecordError::TooLarge { .. })));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_value_under_any_kind_of_key_is_refused_without_panic(
+            kind in 0usize..3,
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096),
+        ) {
+            let prefix = [PREKEY_KEY_PREFIX, DEVICE_LIST_KEY_PREFIX, b"/other/"][kind];
+            let key = [prefix, &tail].concat();
+            proptest::prop_assert!(validate(&key, &value, NOW).is_err());
+        }
+    }
 }
