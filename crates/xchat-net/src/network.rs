@@ -30,7 +30,8 @@ use std::collections::{HashMap, VecDeque};
 use futures::StreamExt;
 use libp2p::kad::store::RecordStore;
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
-use libp2p::swarm::{DialError as SwarmDialError, SwarmEvent, dial_opts::DialOpts};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{DialError as SwarmDialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, identity::Keypair, kad, mdns};
 use tokio::sync::{mpsc, oneshot};
 use xchat_proto::envelope::Envelope;
@@ -718,7 +719,10 @@ impl Network {
             let _ = reply.send(Err(DialError::Busy));
             return;
         }
+        // Dial even while another dial to the peer (started by a delivery
+        // or the DHT) is under way: these addresses may be the ones that work.
         let options = DialOpts::peer_id(peer)
+            .condition(PeerCondition::Disconnected)
             .addresses(addresses)
             .extend_addresses_through_behaviour()
             .build();
