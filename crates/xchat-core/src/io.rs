@@ -8,8 +8,9 @@
 
 use xchat_crypto::address::Address;
 use xchat_crypto::device::DeviceId;
-use xchat_crypto::signature::VerifyingKey;
-use xchat_proto::content::{MessageId, VanishingTimer};
+use xchat_crypto::signature::{SigningKey, VerifyingKey};
+use xchat_proto::content::{FileDescriptor, FileId, MessageId, VanishingTimer};
+use xchat_proto::mailbox::ItemId;
 use zeroize::Zeroizing;
 
 use crate::contact::{Added, Contact, ContactError, ContactId};
@@ -17,6 +18,7 @@ use crate::record::{
     ConversationRecord, MessageRecord, OutboxEntry, OutboxId, PeerRecord, Settings, Status, Waiting,
 };
 use crate::retry::Route;
+use crate::transfer::{TransferFailure, TransferRecord, TransferState};
 
 /// Something that happened, told to the core.
 #[derive(Debug)]
@@ -44,6 +46,45 @@ pub enum Input {
         contact: ContactId,
         /// What.
         text: String,
+    },
+    /// The user sent a file: the node encrypted it under the descriptor's
+    /// key into its own copy and hashed it; the core offers it.
+    FileSent {
+        /// To whom.
+        contact: ContactId,
+        /// What.
+        descriptor: FileDescriptor,
+    },
+    /// The user accepted an offered file (or asked again after a failure):
+    /// the node is to fetch it.
+    FileAccepted {
+        /// The file.
+        file: FileId,
+    },
+    /// The user cancelled a transfer.
+    FileCancelled {
+        /// The file.
+        file: FileId,
+    },
+    /// The network moved (and, for a download, verified) chunks of a file.
+    FileProgress {
+        /// The file.
+        file: FileId,
+        /// Chunks done so far.
+        chunks_done: u64,
+    },
+    /// A download finished and its hash matches the descriptor's, or every
+    /// chunk of an upload was served.
+    FileCompleted {
+        /// The file.
+        file: FileId,
+    },
+    /// A transfer stopped.
+    FileFailed {
+        /// The file.
+        file: FileId,
+        /// Why.
+        reason: TransferFailure,
     },
     /// The user read these incoming messages.
     MessagesRead {
@@ -90,6 +131,15 @@ pub enum Input {
         /// The entry.
         entry: OutboxId,
     },
+    /// The network fetched this device's mailbox of `epoch` (asked by
+    /// `Effect::FetchMailbox`): each item is an envelope, untrusted, with
+    /// the mailbox's id for it.
+    MailboxFetched {
+        /// The mailbox's epoch.
+        epoch: u64,
+        /// What it held.
+        items: Vec<(ItemId, Vec<u8>)>,
+    },
     /// A contact's device became reachable directly, or stopped being.
     DeviceReachable {
         /// The contact's identity.
@@ -120,6 +170,27 @@ pub enum Effect {
         /// The record.
         record: Vec<u8>,
     },
+    /// Fetch a file's encrypted chunks from the device that offered it,
+    /// from `from_chunk` on, decrypt them and check the hash; answer with
+    /// `FileProgress`, then `FileCompleted` or `FileFailed`.
+    FetchFile(Box<FetchFile>),
+    /// Fetch what this device's mailboxes of these epochs hold (signing the
+    /// requests with each epoch's key); answer with `Input::MailboxFetched`
+    /// per epoch.
+    FetchMailbox(Vec<MailboxKey>),
+    /// Delete these items from this device's mailbox of `key`'s epoch: their
+    /// envelopes were processed, and what they caused is committed.
+    DeleteFromMailbox {
+        /// The mailbox's key.
+        key: MailboxKey,
+        /// The items.
+        items: Vec<ItemId>,
+    },
+    /// Delete the node's copy of a file (its message vanished).
+    DeleteFile {
+        /// The file.
+        file: FileId,
+    },
     /// Tell the user (the UI, the CLI).
     Notify(Event),
     /// The answer to a user's command input (exactly one per command).
@@ -137,8 +208,34 @@ pub struct Send {
     pub device: DeviceId,
     /// Direct, or to the recipient's mailbox.
     pub route: Route,
+    /// For `Route::Mailbox`: the recipient device's mailbox key of the
+    /// current epoch, where the envelope is to be stored.
+    pub mailbox: Option<VerifyingKey>,
     /// The encoded envelope.
     pub envelope: Vec<u8>,
+}
+
+/// The secret of this device's mailbox key for one epoch
+/// (`xchat_crypto::mailbox`), to sign fetch and delete requests.
+#[derive(Debug)]
+pub struct MailboxKey {
+    /// The epoch.
+    pub epoch: u64,
+    /// The key's secret.
+    pub key: SigningKey,
+}
+
+/// A file to fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchFile {
+    /// What the file is, with its key and hash.
+    pub descriptor: FileDescriptor,
+    /// Who offered it.
+    pub identity: VerifyingKey,
+    /// The device that offered it, which holds the bytes.
+    pub device: DeviceId,
+    /// The first chunk still missing.
+    pub from_chunk: u64,
 }
 
 /// A record to keep or remove.
@@ -191,6 +288,10 @@ pub enum Write {
     DeleteOutbox(OutboxId),
     /// The profile's settings.
     Settings(Settings),
+    /// A file transfer, new or changed.
+    Transfer(Box<TransferRecord>),
+    /// Remove a file transfer (its message vanished).
+    DeleteTransfer(FileId),
 }
 
 /// What a command did.
@@ -200,6 +301,13 @@ pub enum Done {
     Contact(Added),
     /// A message was written and queued.
     MessageQueued(MessageId),
+    /// A file's message was written and queued.
+    FileQueued {
+        /// The message that offers it.
+        message: MessageId,
+        /// The file.
+        file: FileId,
+    },
     /// The command took effect.
     Ok,
 }
@@ -219,6 +327,19 @@ pub enum CommandError {
     /// The user's own address.
     #[error("that is your own address")]
     OwnAddress,
+    /// No transfer with this id.
+    #[error("no such file")]
+    UnknownFile,
+    /// The transfer cannot do that in its state (accepting a file that is
+    /// complete, or one the user sent).
+    #[error("the file transfer is {0:?}")]
+    TransferState(TransferState),
+    /// Too many transfers at once.
+    #[error("too many file transfers at once (at most {max})")]
+    TooManyTransfers {
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Something to show the user.
@@ -234,6 +355,17 @@ pub enum Event {
         contact: ContactId,
         /// Its status.
         status: Status,
+    },
+    /// A file transfer changed.
+    TransferChanged {
+        /// The file.
+        file: FileId,
+        /// The conversation.
+        contact: ContactId,
+        /// Where it stands.
+        state: TransferState,
+        /// Chunks done.
+        chunks_done: u64,
     },
     /// A message vanished (its timer ran out).
     MessageExpired {
@@ -254,8 +386,8 @@ pub enum Event {
     },
     /// Something a peer sent was refused (see [`Refusal`]); counted.
     Refused(Refusal),
-    /// A contact sent something this version does not handle yet (files,
-    /// calls, typing); shown, never dropped silently.
+    /// A contact sent something this version does not handle yet (calls);
+    /// shown, never dropped silently.
     Unsupported {
         /// The conversation.
         contact: ContactId,

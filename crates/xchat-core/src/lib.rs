@@ -17,8 +17,9 @@
 //! Built so far: contacts and key changes, first contact through prekey
 //! bundles, texts with an outbox that retries direct then via mailbox until a
 //! delivery receipt, delivery and read receipts, vanishing timers, duplicate
-//! and hostile-input handling. Files, calls, mailbox keys and several devices
-//! per user come next.
+//! and hostile-input handling, and the bookkeeping of file transfers
+//! ([`transfer`]). Calls, mailbox keys and several devices per user come
+//! next.
 
 pub mod contact;
 pub mod io;
@@ -26,6 +27,7 @@ pub mod messenger;
 pub mod record;
 pub mod retry;
 pub mod time;
+pub mod transfer;
 
 pub use io::{Effect, Input};
 pub use messenger::Messenger;

@@ -26,22 +26,28 @@ use xchat_crypto::bundle::PreKeys;
 use xchat_crypto::device::{Device, DeviceCertificate, DeviceId};
 use xchat_crypto::handshake::{self, UnverifiedInitiation};
 use xchat_crypto::identity::{Identity, PublicIdentity};
+use xchat_crypto::mailbox;
 use xchat_crypto::ratchet::Session;
 use xchat_crypto::sealed;
 use xchat_crypto::signature::VerifyingKey;
 use xchat_proto::bundle::{self as proto_bundle, UnverifiedPreKeyRecord};
-use xchat_proto::content::{Body, Content, MessageId, Receipt, ReceiptKind, Text, VanishingTimer};
+use xchat_proto::content::{
+    Body, Content, FileDescriptor, FileId, MessageId, Receipt, ReceiptKind, Text, VanishingTimer,
+};
 use xchat_proto::envelope::{DeviceMessage, Envelope};
 use zeroize::Zeroizing;
 
 use crate::contact::{Added, Contact, ContactBook, ContactId};
-use crate::io::{CommandError, Done, Effect, Event, Input, Refusal, Send, Write};
+use crate::io::{
+    CommandError, Done, Effect, Event, FetchFile, Input, MailboxKey, Refusal, Send, Write,
+};
 use crate::record::{
     Awaits, ConversationRecord, Direction, FailReason, MessageRecord, OutboxEntry, OutboxId,
     PeerRecord, Settings, Status, Waiting,
 };
 use crate::retry::{self, Route};
 use crate::time::UnixMillis;
+use crate::transfer::{MAX_OPEN_TRANSFERS, TransferFailure, TransferRecord, TransferState};
 
 /// Message ids remembered to drop duplicates (a retry whose first copy
 /// arrived): the newest are kept.
@@ -51,6 +57,13 @@ pub const MAX_REMEMBERED_IDS: usize = 200_000;
 pub const MAX_REMEMBERED_INITIATIONS: usize = 64;
 /// Replaced sessions kept per device (see [`PeerDevice::archived`]).
 pub const MAX_ARCHIVED_SESSIONS: usize = 3;
+/// How often the device fetches its mailboxes while it runs.
+pub const MAILBOX_POLL: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+/// Mailbox epochs fetched at each poll: the current one, the one after (a
+/// sender whose clock runs ahead), and as many before as a mailbox keeps an
+/// envelope (`xchat_proto::mailbox::MAX_TTL_SECONDS`).
+pub const MAILBOX_EPOCHS_BEHIND: u64 =
+    (xchat_proto::mailbox::MAX_TTL_SECONDS as u64 * 1000).div_ceil(mailbox::EPOCH_MS);
 /// How long to wait before asking again for the bundles of a contact that
 /// messages are waiting for.
 pub const BUNDLE_REFETCH: std::time::Duration = std::time::Duration::from_secs(5 * 60);
@@ -102,6 +115,10 @@ pub struct State {
     pub envelopes: Vec<([u8; 32], ContactId, MessageId)>,
     /// The settings.
     pub settings: Settings,
+    /// File transfers the messenger follows ([`TransferState::is_open`]).
+    pub transfers: Vec<TransferRecord>,
+    /// Messages with a vanishing timer that offer a file, and the file.
+    pub attachments: Vec<(MessageId, FileId)>,
 }
 
 /// The messenger of one profile on one device.
@@ -128,6 +145,18 @@ pub struct Messenger {
     envelope_order: std::collections::VecDeque<[u8; 32]>,
     settings: Settings,
     refusals: BTreeMap<Refusal, u64>,
+    transfers: BTreeMap<FileId, TransferRecord>,
+    /// The files of vanishing messages, deleted with them.
+    attachments: BTreeMap<MessageId, FileId>,
+    /// Delivery receipts not sent yet, per conversation: one receipt
+    /// answers every message received since the last deadline.
+    pending_receipts: BTreeMap<ContactId, Vec<MessageId>>,
+    /// Verified senders of recent envelopes (`sealed::Opener`).
+    opener: sealed::Opener,
+    /// Agreements with recent recipients (`sealed::Sealer`).
+    sealer: sealed::Sealer,
+    /// When the mailboxes are fetched next (at once after a start).
+    mailbox_poll_at: UnixMillis,
 }
 
 impl std::fmt::Debug for Messenger {
@@ -181,6 +210,12 @@ impl Messenger {
             envelope_order: std::collections::VecDeque::new(),
             settings: state.settings,
             refusals: BTreeMap::new(),
+            transfers: state.transfers.into_iter().map(|t| (t.file(), t)).collect(),
+            attachments: state.attachments.into_iter().collect(),
+            pending_receipts: BTreeMap::new(),
+            opener: sealed::Opener::new(),
+            sealer: sealed::Sealer::new(),
+            mailbox_poll_at: UnixMillis(0),
         };
         for id in state.received {
             messenger.remember_received(id);
@@ -249,7 +284,9 @@ impl Messenger {
         let expiry = self.expiring.first().map(|(at, _)| *at);
         let retry = self.outbox.values().map(|e| e.next_attempt_at).min();
         let refetch = self.refetch_at.values().min().copied();
-        [expiry, retry, refetch].into_iter().flatten().min()
+        // Receipts are due at once: whenever the node has no input waiting.
+        let receipts = (!self.pending_receipts.is_empty()).then_some(UnixMillis(0));
+        [expiry, retry, refetch, receipts, Some(self.mailbox_poll_at)].into_iter().flatten().min()
     }
 
     /// Applies `input` at `now` and returns what to do, in order. See the
@@ -282,6 +319,48 @@ impl Messenger {
                 let answer = self.send_text(contact, text, now, rng, &mut out);
                 out.push(Effect::Answer(answer));
             }
+            Input::FileSent { contact, descriptor } => {
+                let answer = self.send_file(contact, descriptor, now, rng, &mut out);
+                out.push(Effect::Answer(answer));
+            }
+            Input::FileAccepted { file } => {
+                let answer = self.accept_file(file, now, &mut out);
+                out.push(Effect::Answer(answer));
+            }
+            Input::FileCancelled { file } => {
+                let answer = self.update_transfer(file, now, &mut out, |t| {
+                    t.state.is_moving().then_some(())?;
+                    t.state = TransferState::Failed(TransferFailure::Cancelled);
+                    Some(())
+                });
+                out.push(Effect::Answer(answer));
+            }
+            Input::FileProgress { file, chunks_done } => {
+                let _ = self.update_transfer(file, now, &mut out, |t| {
+                    (t.state.is_moving()
+                        && chunks_done >= t.chunks_done
+                        && chunks_done <= t.chunk_count())
+                    .then_some(())?;
+                    t.state = TransferState::Transferring;
+                    t.chunks_done = chunks_done;
+                    Some(())
+                });
+            }
+            Input::FileCompleted { file } => {
+                let _ = self.update_transfer(file, now, &mut out, |t| {
+                    t.state.is_moving().then_some(())?;
+                    t.state = TransferState::Complete;
+                    t.chunks_done = t.chunk_count();
+                    Some(())
+                });
+            }
+            Input::FileFailed { file, reason } => {
+                let _ = self.update_transfer(file, now, &mut out, |t| {
+                    t.state.is_moving().then_some(())?;
+                    t.state = TransferState::Failed(reason);
+                    Some(())
+                });
+            }
             Input::MessagesRead { contact, ids } => {
                 self.mark_read(contact, &ids, now, rng, &mut out);
                 out.push(Effect::Answer(Ok(Done::Ok)));
@@ -299,7 +378,9 @@ impl Messenger {
                 self.bundles_fetched(&identity, &records, now, rng, &mut out);
             }
             Input::EnvelopeReceived { envelope } => self.receive(&envelope, now, rng, &mut out),
-            Input::SendAcknowledged { entry, route } => self.acknowledged(entry, route, &mut out),
+            Input::SendAcknowledged { entry, route } => {
+                self.acknowledged(entry, route, now, &mut out);
+            }
             Input::SendFailed { entry } => {
                 // The retry is already scheduled; a device that failed is
                 // not reachable directly.
@@ -325,6 +406,23 @@ impl Messenger {
                 }
             }
             Input::TimePassed => self.time_passed(now, rng, &mut out),
+            Input::MailboxFetched { epoch, items } => {
+                let mut processed = Vec::with_capacity(items.len());
+                for (item, envelope) in items {
+                    self.receive(&envelope, now, rng, &mut out);
+                    processed.push(item);
+                }
+                // Refused items too: they would only come back.
+                if !processed.is_empty()
+                    && let Ok(key) =
+                        mailbox::mailbox_signing_key(&self.identity, self.device.id(), epoch)
+                {
+                    out.push(Effect::DeleteFromMailbox {
+                        key: MailboxKey { epoch, key },
+                        items: processed,
+                    });
+                }
+            }
         }
         out
     }
@@ -388,6 +486,7 @@ impl Messenger {
             sent_at: now,
             received_at: now,
             text: text.as_str().to_owned(),
+            file: None,
             status: Status::Pending,
             timer,
             expires_at: timer.duration().map(|d| now.saturating_add(d)),
@@ -460,6 +559,192 @@ impl Messenger {
     }
 }
 
+// File transfers (see `transfer.rs`).
+impl Messenger {
+    /// A transfer the messenger follows (any but a complete one).
+    pub fn transfer(&self, file: FileId) -> Option<&TransferRecord> {
+        self.transfers.get(&file)
+    }
+
+    /// The file the user sent as `file`, if `identity` (a device asking the
+    /// node for its chunks) is the contact it was offered to: what the node
+    /// checks before it serves a single byte.
+    pub fn may_fetch(&self, file: FileId, identity: &VerifyingKey) -> Option<&FileDescriptor> {
+        let transfer = self.transfers.get(&file)?;
+        let contact = self.contacts.get(transfer.contact)?;
+        (transfer.direction == Direction::Outgoing && contact.identity == *identity)
+            .then_some(&transfer.descriptor)
+    }
+
+    fn send_file(
+        &mut self,
+        contact: ContactId,
+        descriptor: FileDescriptor,
+        now: UnixMillis,
+        rng: &mut impl CryptoRng,
+        out: &mut Vec<Effect>,
+    ) -> Result<Done, CommandError> {
+        self.contacts.check_can_send(contact)?;
+        if self.transfers.len() >= MAX_OPEN_TRANSFERS {
+            return Err(CommandError::TooManyTransfers { max: MAX_OPEN_TRANSFERS });
+        }
+        let file = descriptor.id();
+        if self.transfers.contains_key(&file) {
+            return Err(CommandError::TransferState(TransferState::Offered));
+        }
+        let id = MessageId::random(rng);
+        let timer = self.timer(contact);
+        let record = MessageRecord {
+            id,
+            contact,
+            direction: Direction::Outgoing,
+            sent_at: now,
+            received_at: now,
+            text: descriptor.name().as_str().to_owned(),
+            file: Some(file),
+            status: Status::Pending,
+            timer,
+            expires_at: timer.duration().map(|d| now.saturating_add(d)),
+        };
+        if let Some(at) = record.expires_at {
+            self.expiring.insert((at, id));
+            self.attachments.insert(id, file);
+        }
+        out.push(Effect::Write(Write::Message(record)));
+        self.sent.insert(id, contact);
+        let transfer = TransferRecord {
+            descriptor: descriptor.clone(),
+            message: id,
+            contact,
+            direction: Direction::Outgoing,
+            source: None,
+            state: TransferState::Offered,
+            chunks_done: 0,
+            updated_at: now,
+        };
+        out.push(Effect::Write(Write::Transfer(Box::new(transfer.clone()))));
+        self.transfers.insert(file, transfer);
+        let content = Content { id, sent_at_ms: now.0, timer, body: Body::File(descriptor) };
+        self.send_content(contact, &content, Awaits::Receipt, now, rng, out);
+        Ok(Done::FileQueued { message: id, file })
+    }
+
+    /// A contact offered a file: its message goes into the history and the
+    /// transfer waits for the user to accept it.
+    fn received_file(
+        &mut self,
+        contact: ContactId,
+        device: DeviceId,
+        (id, sent_at, timer): (MessageId, UnixMillis, VanishingTimer),
+        descriptor: FileDescriptor,
+        now: UnixMillis,
+        out: &mut Vec<Effect>,
+    ) {
+        let file = descriptor.id();
+        let record = MessageRecord {
+            id,
+            contact,
+            direction: Direction::Incoming,
+            sent_at,
+            received_at: now,
+            text: descriptor.name().as_str().to_owned(),
+            file: Some(file),
+            status: Status::Unread,
+            timer,
+            expires_at: None,
+        };
+        self.unread.insert(id, (contact, timer));
+        if !timer.is_off() {
+            self.attachments.insert(id, file);
+        }
+        // A file id is the sender's random choice: one already known (from
+        // this or another contact) is not followed twice.
+        let state = if self.transfers.contains_key(&file) {
+            None
+        } else if self.transfers.len() >= MAX_OPEN_TRANSFERS {
+            Some(TransferState::Failed(TransferFailure::NoSpace))
+        } else {
+            Some(TransferState::Offered)
+        };
+        out.push(Effect::Write(Write::Message(record.clone())));
+        if let Some(state) = state {
+            let transfer = TransferRecord {
+                descriptor,
+                message: id,
+                contact,
+                direction: Direction::Incoming,
+                source: Some(device),
+                state,
+                chunks_done: 0,
+                updated_at: now,
+            };
+            out.push(Effect::Write(Write::Transfer(Box::new(transfer.clone()))));
+            if state.is_open() {
+                self.transfers.insert(file, transfer);
+            }
+        }
+        out.push(Effect::Notify(Event::MessageReceived(record)));
+    }
+
+    fn accept_file(
+        &mut self,
+        file: FileId,
+        now: UnixMillis,
+        out: &mut Vec<Effect>,
+    ) -> Result<Done, CommandError> {
+        let transfer = self.transfers.get(&file).ok_or(CommandError::UnknownFile)?;
+        let acceptable = transfer.direction == Direction::Incoming
+            && matches!(transfer.state, TransferState::Offered | TransferState::Failed(_));
+        if !acceptable {
+            return Err(CommandError::TransferState(transfer.state));
+        }
+        let contact = self.contacts.get(transfer.contact).ok_or(CommandError::UnknownFile)?;
+        let identity = contact.identity;
+        let device = transfer.source.ok_or(CommandError::UnknownFile)?;
+        let fetch = FetchFile {
+            descriptor: transfer.descriptor.clone(),
+            identity,
+            device,
+            from_chunk: transfer.chunks_done,
+        };
+        self.update_transfer(file, now, out, |t| {
+            t.state = TransferState::Accepted;
+            Some(())
+        })?;
+        out.push(Effect::FetchFile(Box::new(fetch)));
+        Ok(Done::Ok)
+    }
+
+    /// Applies `change` to the transfer of `file` (it returns `None` to
+    /// refuse), writes it and tells the user; a complete transfer leaves the
+    /// messenger's memory (the store keeps it).
+    fn update_transfer(
+        &mut self,
+        file: FileId,
+        now: UnixMillis,
+        out: &mut Vec<Effect>,
+        change: impl FnOnce(&mut TransferRecord) -> Option<()>,
+    ) -> Result<Done, CommandError> {
+        let transfer = self.transfers.get_mut(&file).ok_or(CommandError::UnknownFile)?;
+        let before = transfer.state;
+        change(transfer).ok_or(CommandError::TransferState(before))?;
+        transfer.updated_at = now;
+        let transfer = transfer.clone();
+        if !transfer.state.is_open() {
+            self.transfers.remove(&file);
+        }
+        let event = Event::TransferChanged {
+            file,
+            contact: transfer.contact,
+            state: transfer.state,
+            chunks_done: transfer.chunks_done,
+        };
+        out.push(Effect::Write(Write::Transfer(Box::new(transfer))));
+        out.push(Effect::Notify(event));
+        Ok(Done::Ok)
+    }
+}
+
 // Sessions and the outbox.
 impl Messenger {
     fn peer_mut(&mut self, identity: &VerifyingKey, device: DeviceId) -> Option<&mut PeerDevice> {
@@ -497,6 +782,15 @@ impl Messenger {
         for device in devices {
             self.encrypt_to(&identity, device, content.id, &plaintext, awaits, now, rng, out);
         }
+    }
+
+    /// Notes that `id` is to be acknowledged to `contact`: the receipt goes
+    /// at the next `TimePassed`, which `next_deadline` makes due at once, so
+    /// a node that handles a burst of envelopes before its deadlines sends
+    /// one receipt for all of them (one encryption and one envelope instead
+    /// of one per message).
+    fn receipt_due(&mut self, contact: ContactId, id: MessageId) {
+        self.pending_receipts.entry(contact).or_default().push(id);
     }
 
     fn send_receipt(
@@ -547,7 +841,7 @@ impl Messenger {
         let Ok(device_message) = device_message else { return };
         let recipient = *peer.certificate.agreement_key();
         let Ok(sealed) =
-            sealed::seal(&public, &self.device, &recipient, &device_message.encode(), rng)
+            self.sealer.seal(&public, &self.device, &recipient, &device_message.encode(), rng)
         else {
             return;
         };
@@ -571,6 +865,7 @@ impl Messenger {
             next_attempt_at: retry::next_attempt(0, now, rng),
             queued_at: now,
             reached: None,
+            mailbox_at: None,
         };
         out.push(Effect::Write(Write::Outbox(entry.clone())));
         out.push(Effect::Send(Send {
@@ -578,6 +873,7 @@ impl Messenger {
             identity: *identity,
             device,
             route,
+            mailbox: mailbox_of(route, identity, device, now),
             envelope: entry.envelope.clone(),
         }));
         self.outbox.insert(id, entry);
@@ -601,15 +897,21 @@ impl Messenger {
                 .get(&entry.identity.to_bytes())
                 .and_then(|d| d.get(&entry.device))
                 .is_some_and(|p| p.reachable);
-            let route = retry::route(entry.attempts, reachable);
+            let route = retry::retry_route(entry.attempts, reachable, entry.mailbox_at, now);
             entry.next_attempt_at = retry::next_attempt(entry.attempts, now, rng);
             entry.attempts = entry.attempts.saturating_add(1);
             out.push(Effect::Write(Write::Outbox(entry.clone())));
+            // A copy waits in the mailbox and the device is away: wait too.
+            let Some(route) = route else {
+                self.outbox.insert(id, entry);
+                continue;
+            };
             out.push(Effect::Send(Send {
                 entry: id,
                 identity: entry.identity,
                 device: entry.device,
                 route,
+                mailbox: mailbox_of(route, &entry.identity, entry.device, now),
                 envelope: entry.envelope.clone(),
             }));
             self.outbox.insert(id, entry);
@@ -623,16 +925,22 @@ impl Messenger {
         out.push(Effect::Notify(Event::StatusChanged { id: message, contact, status }));
     }
 
-    fn acknowledged(&mut self, id: OutboxId, route: Route, out: &mut Vec<Effect>) {
+    fn acknowledged(&mut self, id: OutboxId, route: Route, now: UnixMillis, out: &mut Vec<Effect>) {
         let Some(entry) = self.outbox.get_mut(&id) else { return };
         if entry.awaits == Awaits::Transport {
             self.outbox.remove(&id);
             out.push(Effect::Write(Write::DeleteOutbox(id)));
             return;
         }
+        if route == Route::Mailbox {
+            entry.mailbox_at = Some(now);
+        }
         // A message stays in the outbox until its delivery receipt; the
         // network's acknowledgement only tells the user how far it got.
         if entry.reached == Some(Route::Direct) {
+            if route == Route::Mailbox {
+                out.push(Effect::Write(Write::Outbox(entry.clone())));
+            }
             return;
         }
         entry.reached = Some(route);
@@ -755,10 +1063,25 @@ impl Messenger {
     }
 }
 
+/// Where an envelope sent by `route` goes: for the mailbox, the recipient
+/// device's mailbox key of the current epoch.
+fn mailbox_of(
+    route: Route,
+    identity: &VerifyingKey,
+    device: DeviceId,
+    now: UnixMillis,
+) -> Option<VerifyingKey> {
+    match route {
+        Route::Direct => None,
+        Route::Mailbox => mailbox::mailbox_key(identity, device, mailbox::epoch_of(now.0)).ok(),
+    }
+}
+
 /// The write that keeps a peer device's whole state.
 fn peer_write(identity: &VerifyingKey, peer: &PeerDevice) -> Write {
     Write::Peer(PeerRecord {
         identity: *identity,
+        device: peer.certificate.device_id(),
         certificate: peer.certificate.to_bytes(),
         session: peer.session.as_ref().map(Session::to_record),
         archived: peer.archived.iter().map(Session::to_record).collect(),
@@ -780,12 +1103,12 @@ impl Messenger {
         if let Some(&(contact, id)) = self.envelopes.get(&hash) {
             // A retry of an envelope already read: its receipt was lost.
             self.refuse(Refusal::Duplicate, out);
-            return self.send_receipt(contact, ReceiptKind::Delivered, vec![id], now, rng, out);
+            return self.receipt_due(contact, id);
         }
         let Ok(envelope) = Envelope::decode(bytes) else {
             return self.refuse(Refusal::Malformed, out);
         };
-        let Ok(opened) = sealed::open(&self.device, envelope.sealed()) else {
+        let Ok(opened) = self.opener.open(&self.device, envelope.sealed()) else {
             return self.refuse(Refusal::Undecryptable, out);
         };
         let identity = *opened.sender().signing_key();
@@ -803,11 +1126,11 @@ impl Messenger {
         let Ok(content) = Content::decode(&plaintext) else {
             return self.refuse(Refusal::Malformed, out);
         };
-        if matches!(content.body, Body::Text(_)) {
+        if matches!(content.body, Body::Text(_) | Body::File(_)) {
             self.remember_envelope(hash, contact, content.id);
             out.push(Effect::Write(Write::SeenEnvelope { hash, contact, message: content.id }));
         }
-        self.received_content(contact, &identity, certificate.device_id(), content, now, rng, out);
+        self.received_content(contact, &identity, certificate.device_id(), content, now, out);
     }
 
     /// Decrypts a device message, starting a session if it carries an
@@ -936,7 +1259,6 @@ impl Messenger {
         device: DeviceId,
         content: Content,
         now: UnixMillis,
-        rng: &mut impl CryptoRng,
         out: &mut Vec<Effect>,
     ) {
         match content.body {
@@ -952,6 +1274,7 @@ impl Messenger {
                         sent_at: UnixMillis(content.sent_at_ms),
                         received_at: now,
                         text: text.into_string(),
+                        file: None,
                         status: Status::Unread,
                         timer: content.timer,
                         expires_at: None,
@@ -960,7 +1283,7 @@ impl Messenger {
                     out.push(Effect::Write(Write::Message(record.clone())));
                     out.push(Effect::Notify(Event::MessageReceived(record)));
                 }
-                self.send_receipt(contact, ReceiptKind::Delivered, vec![content.id], now, rng, out);
+                self.receipt_due(contact, content.id);
             }
             Body::Receipt(receipt) => {
                 self.received_receipt(contact, identity, device, &receipt, out);
@@ -975,7 +1298,15 @@ impl Messenger {
                     out.push(Effect::Notify(Event::TimerChanged { contact, timer }));
                 }
             }
-            Body::File(_) => out.push(Effect::Notify(Event::Unsupported { contact, what: "file" })),
+            Body::File(descriptor) => {
+                if !self.remember_received(content.id) {
+                    self.refuse(Refusal::Duplicate, out);
+                } else {
+                    let offer = (content.id, UnixMillis(content.sent_at_ms), content.timer);
+                    self.received_file(contact, device, offer, descriptor, now, out);
+                }
+                self.receipt_due(contact, content.id);
+            }
             Body::Call(_) => out.push(Effect::Notify(Event::Unsupported { contact, what: "call" })),
             Body::Typing(_) => {}
         }
@@ -1047,6 +1378,25 @@ impl Messenger {
 // Time.
 impl Messenger {
     fn time_passed(&mut self, now: UnixMillis, rng: &mut impl CryptoRng, out: &mut Vec<Effect>) {
+        if self.mailbox_poll_at <= now {
+            self.mailbox_poll_at = now.saturating_add(MAILBOX_POLL);
+            let current = mailbox::epoch_of(now.0);
+            let keys: Vec<MailboxKey> = (current.saturating_sub(MAILBOX_EPOCHS_BEHIND)
+                ..=current + 1)
+                .filter_map(|epoch| {
+                    let key = mailbox::mailbox_signing_key(&self.identity, self.device.id(), epoch);
+                    key.ok().map(|key| MailboxKey { epoch, key })
+                })
+                .collect();
+            out.push(Effect::FetchMailbox(keys));
+        }
+        for (contact, mut ids) in std::mem::take(&mut self.pending_receipts) {
+            ids.sort_unstable();
+            ids.dedup();
+            for chunk in ids.chunks(xchat_proto::content::MAX_RECEIPT_IDS) {
+                self.send_receipt(contact, ReceiptKind::Delivered, chunk.to_vec(), now, rng, out);
+            }
+        }
         while let Some(&(at, id)) = self.expiring.first() {
             if at > now {
                 break;
@@ -1055,6 +1405,11 @@ impl Messenger {
             self.unread.remove(&id);
             self.sent.remove(&id);
             out.push(Effect::Write(Write::DeleteMessage(id)));
+            if let Some(file) = self.attachments.remove(&id) {
+                self.transfers.remove(&file);
+                out.push(Effect::Write(Write::DeleteTransfer(file)));
+                out.push(Effect::DeleteFile { file });
+            }
             out.push(Effect::Notify(Event::MessageExpired { id }));
         }
         self.retry_due(now, rng, out);

@@ -6,7 +6,7 @@
 
 use xchat_crypto::device::DeviceId;
 use xchat_crypto::signature::VerifyingKey;
-use xchat_proto::content::{MessageId, VanishingTimer};
+use xchat_proto::content::{FileId, MessageId, VanishingTimer};
 use zeroize::Zeroizing;
 
 use crate::contact::ContactId;
@@ -65,8 +65,10 @@ pub struct MessageRecord {
     pub sent_at: UnixMillis,
     /// When this device wrote it down.
     pub received_at: UnixMillis,
-    /// The text.
+    /// The text (for a file: its name).
     pub text: String,
+    /// The file it offers, if it is a file's message ([`crate::transfer`]).
+    pub file: Option<FileId>,
     /// Its state.
     pub status: Status,
     /// The vanishing timer it was sent with.
@@ -145,6 +147,9 @@ pub struct OutboxEntry {
     pub queued_at: UnixMillis,
     /// Where it reached so far: `Some(Route::Mailbox)` once a mailbox holds it.
     pub reached: Option<Route>,
+    /// When a mailbox last took it (it is stored again after
+    /// `retry::MAILBOX_REFRESH`).
+    pub mailbox_at: Option<UnixMillis>,
 }
 
 /// A message waiting for a session with its contact (no device known yet):
@@ -167,6 +172,8 @@ pub struct Waiting {
 pub struct PeerRecord {
     /// The contact's identity.
     pub identity: VerifyingKey,
+    /// The device.
+    pub device: DeviceId,
     /// The device's certificate (`DeviceCertificate::to_bytes`).
     pub certificate: Vec<u8>,
     /// The session (`ratchet::Session::to_record`), once there is one.

@@ -20,8 +20,8 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
 /// Direct attempts before the envelope also goes to the mailbox.
 pub const DIRECT_ATTEMPTS: u32 = 2;
 /// After this long without what it waits for, an envelope is given up and
-/// its message marked failed. Mailboxes keep envelopes 14 days at most, so
-/// retrying longer cannot help an offline recipient.
+/// its message marked failed (a recipient away for a month is told nothing
+/// more by retrying; mailbox copies are refreshed until then).
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
 /// Where one attempt goes.
@@ -33,10 +33,30 @@ pub enum Route {
     Mailbox,
 }
 
+/// How long a copy in the recipient's mailbox is trusted to be there: a
+/// mailbox keeps an envelope at most `xchat_proto::mailbox::MAX_TTL_SECONDS`
+/// (7 days), so a message still unacknowledged is stored again after this.
+pub const MAILBOX_REFRESH: Duration = Duration::from_secs(3 * 24 * 60 * 60);
+
 /// The route of attempt number `attempt` (0 is the first), given whether
 /// the device is believed reachable now.
 pub fn route(attempt: u32, reachable: bool) -> Route {
     if reachable && attempt < DIRECT_ATTEMPTS { Route::Direct } else { Route::Mailbox }
+}
+
+/// The route of a retry, or none: once a mailbox took the envelope (at
+/// `mailbox_at`), it is stored again only after [`MAILBOX_REFRESH`]; until
+/// then it goes direct while the device is reachable, and waits otherwise.
+pub fn retry_route(
+    attempt: u32,
+    reachable: bool,
+    mailbox_at: Option<UnixMillis>,
+    now: UnixMillis,
+) -> Option<Route> {
+    match mailbox_at {
+        Some(at) if now.since(at) < MAILBOX_REFRESH => reachable.then_some(Route::Direct),
+        _ => Some(route(attempt, reachable)),
+    }
 }
 
 /// When to try again after attempt number `attempt` (0 is the first) ended

@@ -11,16 +11,21 @@ use std::time::Duration;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use xchat_core::contact::ContactId;
-use xchat_core::io::{Done, Event, Refusal, Write};
+use xchat_core::io::{CommandError, Done, Event, FetchFile, Refusal, Write};
 use xchat_core::messenger::State;
 use xchat_core::record::Status;
 use xchat_core::time::UnixMillis;
+use xchat_core::transfer::{TransferFailure, TransferState};
 use xchat_core::{Effect, Input, Messenger};
 use xchat_crypto::bundle::PreKeys;
 use xchat_crypto::device::Device;
+use xchat_crypto::file::{FileDigest, FileKey};
 use xchat_crypto::identity::Identity;
 use xchat_crypto::phrase::Seed;
-use xchat_proto::content::{MessageId, VanishingTimer};
+use xchat_proto::content::{
+    FileDescriptor, FileId, FileName, MediaType, MessageId, VanishingTimer,
+};
+use xchat_proto::mailbox::ItemId;
 
 const START: UnixMillis = UnixMillis(1_790_000_000_000);
 
@@ -28,7 +33,14 @@ struct Node {
     messenger: Messenger,
     events: Vec<Event>,
     writes: Vec<Write>,
+    /// Files the node was asked to fetch.
+    fetches: Vec<FetchFile>,
+    /// Files the node was asked to delete.
+    deleted_files: Vec<FileId>,
 }
+
+/// Mailbox nodes' contents: items by mailbox key.
+type Mailboxes = std::collections::BTreeMap<[u8; 32], Vec<(ItemId, Vec<u8>)>>;
 
 /// Two nodes, 0 and 1, and a network that is up or down.
 struct Net {
@@ -39,6 +51,9 @@ struct Net {
     wire: VecDeque<(usize, Vec<u8>)>,
     /// Every envelope ever sent, to replay.
     sent: Vec<(usize, Vec<u8>)>,
+    /// Mailbox nodes, reachable when the two devices cannot reach each
+    /// other (off unless a test turns them on): items by mailbox key.
+    mailboxes: Option<Mailboxes>,
     rng: ChaCha20Rng,
 }
 
@@ -48,14 +63,28 @@ fn node(seed: u8, rng: &mut ChaCha20Rng) -> Node {
     let mut prekeys = PreKeys::new(&device, START.0, rng);
     prekeys.generate_one_time_prekeys(&device, 10, rng).unwrap();
     let messenger = Messenger::new(identity, device, prekeys, State::default()).unwrap();
-    Node { messenger, events: Vec::new(), writes: Vec::new() }
+    Node {
+        messenger,
+        events: Vec::new(),
+        writes: Vec::new(),
+        fetches: Vec::new(),
+        deleted_files: Vec::new(),
+    }
 }
 
 impl Net {
     fn new() -> Self {
         let mut rng = ChaCha20Rng::seed_from_u64(7);
         let nodes = [node(1, &mut rng), node(2, &mut rng)];
-        Self { nodes, now: START, up: true, wire: VecDeque::new(), sent: Vec::new(), rng }
+        Self {
+            nodes,
+            now: START,
+            up: true,
+            wire: VecDeque::new(),
+            sent: Vec::new(),
+            mailboxes: None,
+            rng,
+        }
     }
 
     /// Feeds `input` to node `at` and carries out its effects; returns the answer.
@@ -64,6 +93,7 @@ impl Net {
         at: usize,
         input: Input,
     ) -> Option<Result<Done, xchat_core::io::CommandError>> {
+        let is_tick = matches!(input, Input::TimePassed);
         let effects = self.nodes[at].messenger.handle(self.now, input, &mut self.rng);
         let mut answer = None;
         let mut follow_ups = Vec::new();
@@ -81,7 +111,12 @@ impl Net {
                 Effect::Send(send) => {
                     let to = self.index_of(&send.identity);
                     self.sent.push((to, send.envelope.clone()));
-                    if self.up {
+                    if let (Some(mailboxes), Some(key)) = (&mut self.mailboxes, send.mailbox) {
+                        let item = ItemId::of_envelope(&send.envelope);
+                        mailboxes.entry(key.to_bytes()).or_default().push((item, send.envelope));
+                        follow_ups
+                            .push(Input::SendAcknowledged { entry: send.entry, route: send.route });
+                    } else if self.up {
                         self.wire.push_back((to, send.envelope));
                         follow_ups
                             .push(Input::SendAcknowledged { entry: send.entry, route: send.route });
@@ -100,12 +135,41 @@ impl Net {
                     follow_ups.push(Input::BundlesFetched { identity, records });
                 }
                 Effect::PublishPreKeys { .. } => {}
+                Effect::FetchMailbox(keys) => {
+                    if let Some(mailboxes) = &self.mailboxes {
+                        for key in keys {
+                            let items = mailboxes
+                                .get(&key.key.verifying_key().to_bytes())
+                                .cloned()
+                                .unwrap_or_default();
+                            if !items.is_empty() {
+                                follow_ups.push(Input::MailboxFetched { epoch: key.epoch, items });
+                            }
+                        }
+                    }
+                }
+                Effect::DeleteFromMailbox { key, items } => {
+                    if let Some(mailbox) = self
+                        .mailboxes
+                        .as_mut()
+                        .and_then(|m| m.get_mut(&key.key.verifying_key().to_bytes()))
+                    {
+                        mailbox.retain(|(item, _)| !items.contains(item));
+                    }
+                }
+                Effect::FetchFile(fetch) => self.nodes[at].fetches.push(*fetch),
+                Effect::DeleteFile { file } => self.nodes[at].deleted_files.push(file),
                 Effect::Notify(event) => self.nodes[at].events.push(event),
                 Effect::Answer(result) => answer = Some(result),
             }
         }
         for input in follow_ups {
             self.input(at, input);
+        }
+        // As a node does: what is due (receipts, at once) goes when the
+        // input is done.
+        if !is_tick && self.nodes[at].messenger.next_deadline().is_some_and(|d| d <= self.now) {
+            self.input(at, Input::TimePassed);
         }
         answer
     }
@@ -261,6 +325,10 @@ fn an_offline_recipient_gets_every_message_exactly_once_after_retries() {
 fn a_retried_envelope_is_shown_once_and_acknowledged_again() {
     let mut net = Net::new();
     let (bob, _) = net.add_each_other();
+    // Alice is connected to Bob's device: her retries go straight to it.
+    let identity = *net.nodes[1].messenger.identity().signing_key();
+    let device = net.nodes[1].messenger.device().device_id();
+    net.input(0, Input::DeviceReachable { identity, device, reachable: true });
     let id = net.send(0, bob, "only once");
     // Deliver it, but lose every receipt Bob sends back.
     let (to, envelope) = net.wire.pop_front().unwrap();
@@ -382,4 +450,153 @@ fn both_sides_starting_a_session_at_once_converge() {
         net.refusals(0, Refusal::Undecryptable) + net.refusals(1, Refusal::Undecryptable),
         0
     );
+}
+
+/// A descriptor of a 1 MiB file, as the node makes it after encrypting.
+fn descriptor(rng: &mut ChaCha20Rng) -> FileDescriptor {
+    FileDescriptor::new(
+        FileId::random(rng),
+        FileName::new("holiday.jpg".into()).unwrap(),
+        MediaType::new("image/jpeg".into()).unwrap(),
+        FileKey::generate(rng),
+        FileDigest::new(1 << 20, [9; 32]),
+    )
+    .unwrap()
+}
+
+fn transfer_events(net: &Net, at: usize, file: FileId) -> Vec<(TransferState, u64)> {
+    net.nodes[at]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TransferChanged { file: f, state, chunks_done, .. } if *f == file => {
+                Some((*state, *chunks_done))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_file_is_offered_accepted_fetched_resumed_and_completed() {
+    let mut net = Net::new();
+    let (bob, alice) = net.add_each_other();
+    let offered = descriptor(&mut net.rng);
+    let file = offered.id();
+    let answer = net.input(0, Input::FileSent { contact: bob, descriptor: offered.clone() });
+    let Some(Ok(Done::FileQueued { message, file: queued })) = answer else { panic!("{answer:?}") };
+    assert_eq!(queued, file);
+    net.deliver_all();
+    assert_eq!(net.status_of(0, message), Some(Status::Delivered));
+
+    // Bob sees a message that offers the file, with its name.
+    let shown = net.nodes[1].events.iter().find_map(|e| match e {
+        Event::MessageReceived(m) => Some(m.clone()),
+        _ => None,
+    });
+    let shown = shown.unwrap();
+    assert_eq!((shown.text.as_str(), shown.file), ("holiday.jpg", Some(file)));
+    assert_eq!(net.nodes[1].messenger.transfer(file).unwrap().state, TransferState::Offered);
+    // Only Bob may fetch it from Alice, and only Alice's outgoing file.
+    let bob_key = *net.nodes[1].messenger.identity().signing_key();
+    let alice_key = *net.nodes[0].messenger.identity().signing_key();
+    assert_eq!(net.nodes[0].messenger.may_fetch(file, &bob_key), Some(&offered));
+    assert_eq!(net.nodes[0].messenger.may_fetch(file, &alice_key), None);
+    assert_eq!(net.nodes[1].messenger.may_fetch(file, &alice_key), None, "not bob's to serve");
+
+    assert_eq!(net.input(1, Input::FileAccepted { file }), Some(Ok(Done::Ok)));
+    let fetch = net.nodes[1].fetches.pop().unwrap();
+    assert_eq!(fetch.descriptor, offered, "with the key and the hash");
+    assert_eq!(fetch.identity, alice_key);
+    assert_eq!(fetch.device, net.nodes[0].messenger.device().device_id());
+    assert_eq!(fetch.from_chunk, 0);
+    net.input(1, Input::FileProgress { file, chunks_done: 5 });
+    net.input(1, Input::FileFailed { file, reason: TransferFailure::Unreachable });
+    // Accepting again resumes after the verified chunks.
+    net.input(1, Input::FileAccepted { file });
+    assert_eq!(net.nodes[1].fetches.pop().unwrap().from_chunk, 5);
+    // A progress report that goes backwards or past the end is ignored.
+    net.input(1, Input::FileProgress { file, chunks_done: 2 });
+    net.input(1, Input::FileProgress { file, chunks_done: 17 });
+    net.input(1, Input::FileCompleted { file });
+    assert_eq!(
+        transfer_events(&net, 1, file),
+        [
+            (TransferState::Accepted, 0),
+            (TransferState::Transferring, 5),
+            (TransferState::Failed(TransferFailure::Unreachable), 5),
+            (TransferState::Accepted, 5),
+            (TransferState::Complete, 16),
+        ]
+    );
+    assert!(net.nodes[1].messenger.transfer(file).is_none(), "done: only the store keeps it");
+    assert_eq!(net.input(1, Input::FileAccepted { file }), Some(Err(CommandError::UnknownFile)));
+    assert_eq!(
+        net.input(0, Input::FileAccepted { file }),
+        Some(Err(CommandError::TransferState(TransferState::Offered))),
+        "the sender does not download its own file"
+    );
+    let _ = alice;
+}
+
+#[test]
+fn a_vanishing_file_is_deleted_with_its_message_on_both_sides() {
+    let mut net = Net::new();
+    let (bob, alice) = net.add_each_other();
+    let timer = VanishingTimer::from_secs(60).unwrap();
+    net.input(0, Input::TimerSet { contact: bob, timer });
+    net.deliver_all();
+    let offered = descriptor(&mut net.rng);
+    let file = offered.id();
+    let answer = net.input(0, Input::FileSent { contact: bob, descriptor: offered });
+    let Some(Ok(Done::FileQueued { message, .. })) = answer else { panic!("{answer:?}") };
+    net.deliver_all();
+    net.input(1, Input::MessagesRead { contact: alice, ids: vec![message] });
+    net.deliver_all();
+    assert!(net.nodes[0].deleted_files.is_empty() && net.nodes[1].deleted_files.is_empty());
+    net.advance(Duration::from_secs(61));
+    assert_eq!(net.nodes[0].deleted_files, [file]);
+    assert_eq!(net.nodes[1].deleted_files, [file]);
+    for node in &net.nodes {
+        assert!(node.writes.iter().any(|w| matches!(w, Write::DeleteTransfer(f) if *f == file)));
+        assert!(node.messenger.transfer(file).is_none());
+    }
+}
+
+#[test]
+fn an_offline_device_gets_its_texts_from_its_rotating_mailbox_which_is_then_emptied() {
+    let mut net = Net::new();
+    let (bob, _alice) = net.add_each_other();
+    net.send(0, bob, "first, direct");
+    net.deliver_all();
+    // Bob's device goes away; mailbox nodes are there.
+    net.up = false;
+    net.mailboxes = Some(Default::default());
+    let texts: Vec<MessageId> =
+        (0..3).map(|i| net.send(0, bob, &format!("while away {i}"))).collect();
+    // Direct attempts fail, then the retries go to Bob's mailbox.
+    net.advance(Duration::from_secs(60));
+    let epoch = xchat_crypto::mailbox::epoch_of(net.now.0);
+    let bob_key = *net.nodes[1].messenger.identity().signing_key();
+    let bob_device = net.nodes[1].messenger.device().device_id();
+    let expected = xchat_crypto::mailbox::mailbox_key(&bob_key, bob_device, epoch).unwrap();
+    let mailboxes = net.mailboxes.as_ref().unwrap();
+    assert_eq!(mailboxes.keys().copied().collect::<Vec<_>>(), [expected.to_bytes()]);
+    assert_eq!(mailboxes[&expected.to_bytes()].len(), 3, "one envelope per text");
+    for id in &texts {
+        assert_eq!(net.status_of(0, *id), Some(Status::InMailbox));
+    }
+    // Bob comes back: his next poll fetches and empties the mailbox.
+    net.up = true;
+    net.advance(xchat_core::messenger::MAILBOX_POLL);
+    assert_eq!(
+        net.received_texts(1),
+        ["first, direct", "while away 0", "while away 1", "while away 2"]
+    );
+    assert!(net.mailboxes.as_ref().unwrap()[&expected.to_bytes()].is_empty(), "deleted once read");
+    // Bob's receipts wait in Alice's mailbox until her next poll.
+    net.advance(xchat_core::messenger::MAILBOX_POLL);
+    for id in texts {
+        assert_eq!(net.status_of(0, id), Some(Status::Delivered));
+    }
 }

@@ -68,6 +68,12 @@ pub const SEALED_SENDER_LAYER2_INFO: &[u8] = b"xchat/v1/sealed-sender/layer2";
 /// HKDF info of a file's chunk-encryption key, from the file's random key.
 pub const FILE_CHUNK_KEY_INFO: &[u8] = b"xchat/v1/file/chunk-key";
 
+// --- Backups (byte layout: `backup.rs`) --------------------------------------------
+
+/// HKDF info of a backup's file key, from the identity's backup key and the
+/// backup's random salt.
+pub const BACKUP_FILE_KEY_INFO: &[u8] = b"xchat/v1/backup/file-key";
+
 // --- Mailboxes (byte layouts: docs/wire.md, xchat-proto's `mailbox`) ------------
 
 /// Context of a mailbox key's signature over a fetch request.
@@ -78,6 +84,8 @@ pub const SIG_MAILBOX_DELETE: &[u8] = b"xchat/v1/sig/mailbox-delete";
 pub const MAILBOX_ITEM_ID: &[u8] = b"xchat/v1/mailbox/item-id";
 /// SHA-256 prefix of a mailbox store request's proof-of-work stamp.
 pub const MAILBOX_STAMP: &[u8] = b"xchat/v1/mailbox/stamp";
+/// SHA-256 prefix of a mailbox key's tweak (`mailbox.rs`).
+pub const MAILBOX_KEY_TWEAK: &[u8] = b"xchat/v1/mailbox/key-tweak";
 
 // --- Store ----------------------------------------------------------------------
 

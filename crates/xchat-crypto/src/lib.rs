@@ -20,6 +20,7 @@
 pub mod address;
 pub mod aead;
 pub mod agreement;
+pub mod backup;
 pub mod bundle;
 pub mod device;
 pub mod encoding;
@@ -28,6 +29,7 @@ pub mod handshake;
 pub mod identity;
 pub mod kdf;
 pub mod kem;
+pub mod mailbox;
 pub mod padding;
 pub mod phrase;
 pub mod ratchet;

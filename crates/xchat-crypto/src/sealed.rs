@@ -51,16 +51,76 @@
 //! chain key). Layer 1's associated data is the header `suite || E`; layer
 //! 2's is everything before it, `suite || E || layer-1 ciphertext`.
 //! `docs/protocol.md` (sealed sender) gives the same tables.
+//!
+//! # The warm path: [`Opener`] and [`Sealer`]
+//!
+//! [`open`] costs two X25519 agreements and two BIP340 verifications. Of
+//! these, only `X25519(r, E)` depends on the envelope; the rest is a function
+//! of our device key and layer 1's plaintext, the sender's
+//! `PublicIdentity || DeviceCertificate`, which is the same for every
+//! envelope of one sender device. An [`Opener`] remembers, for up to
+//! [`MAX_CACHED_SENDERS`] senders, what [`open`] computed from exactly those
+//! bytes: the verified identity and certificate, and the static secret
+//! `X25519(r, S)`. Its key is `SHA-256(R (32) || layer-1 plaintext (314))`.
+//!
+//! Why a hit returns exactly what [`open`] returns:
+//! - An entry is made only when [`open`] succeeded on those bytes, so
+//!   decoding, the static agreement and both verifications succeeded, and on
+//!   the same bytes they give the same values again: they are deterministic
+//!   and use nothing else. A hit skips them and uses their outputs.
+//! - Everything that depends on the rest of the envelope is still done:
+//!   layer 1 opens under this envelope's `X25519(r, E)`, and layer 2 must
+//!   authenticate under the key derived from the cached static secret, this
+//!   envelope's chain key and this envelope's layer-1 ciphertext. Only layer
+//!   2 can fail on a hit, with [`UnsealError::Decryption`], as it does on
+//!   the cold path. The authentication argument is unchanged: the payload
+//!   decrypts only if its sender holds `s` of the certificate the entry
+//!   verified.
+//! - The key covers every byte of the identity and the certificate: a
+//!   certificate that differs in one byte (a new device, a re-certified one,
+//!   a forgery) is a miss and goes through all of [`open`]. Even a SHA-256
+//!   collision would not let a forger pass as a cached sender: layer 2 would
+//!   still have to authenticate under that sender's static secret.
+//! - A failed open changes nothing (not even recency), and only successes
+//!   are cached: a forged envelope never enters the cache.
+//! - Revocations are not this module's business on either path: the caller
+//!   checks [`Opened::sender_device`] against them, on hits as on misses.
+//!   [`Opener::forget_device`] drops a revoked device's entry so its secret
+//!   does not linger.
+//!
+//! Cost under attack: a miss is [`open`] plus one SHA-256 and an O(log n)
+//! insertion, so a flood of distinct valid senders costs what it costs
+//! without the cache. The cache is a segmented LRU (`cache.rs`): senders
+//! seen once each cannot evict the senders seen at least twice, so such a
+//! flood leaves the conversations in progress warm. When layer 2 fails on a
+//! hit, the opener still computes the static agreement the cold path would
+//! have, so a failed open takes as long whether or not the sender it names
+//! is cached, and timing a forged envelope does not tell who wrote lately.
+//!
+//! A [`Sealer`] keeps `X25519(s, R)` per pair of our device key and the
+//! recipient device key, for up to [`MAX_CACHED_RECIPIENTS`] recipients. Its
+//! envelopes are byte for byte those of [`seal`] with the same randomness.
+//!
+//! Neither cache has a record: they hold nothing that cannot be recomputed
+//! (one cold operation per sender or recipient), and what they hold is
+//! secret, so there is no reason for a store to keep it. Secrets are wiped
+//! when an entry leaves the cache and when the cache is dropped.
+
+mod cache;
 
 use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
+use self::cache::Cache;
 use crate::aead;
 use crate::agreement;
-use crate::device::{self, Device, DeviceCertificate, DeviceError, UnverifiedDeviceCertificate};
+use crate::device::{
+    self, Device, DeviceCertificate, DeviceError, DeviceId, UnverifiedDeviceCertificate,
+};
 use crate::encoding::{DecodeError, Reader};
-use crate::identity::{self, IdentityError, PublicIdentity};
+use crate::identity::{self, IdentityError, PublicIdentity, UnverifiedPublicIdentity};
 use crate::kdf;
+use crate::signature::VerifyingKey;
 use crate::suite::CipherSuite;
 
 /// Largest payload an envelope carries, in bytes (256 KiB). Messages are
@@ -78,6 +138,11 @@ const PREFIX_BYTES: usize = HEADER_BYTES + SENDER_CIPHERTEXT_BYTES;
 pub const ENVELOPE_OVERHEAD_BYTES: usize = PREFIX_BYTES + aead::TAG_BYTES;
 /// Largest envelope [`open`] accepts, in bytes.
 pub const MAX_ENVELOPE_BYTES: usize = ENVELOPE_OVERHEAD_BYTES + MAX_SEALED_PAYLOAD_BYTES;
+/// Largest number of sender devices an [`Opener`] remembers (about 0.5 KiB
+/// each). A conversation's sender is almost always one seen a moment ago.
+pub const MAX_CACHED_SENDERS: usize = 1024;
+/// Largest number of recipient devices a [`Sealer`] remembers (about 0.2 KiB each).
+pub const MAX_CACHED_RECIPIENTS: usize = 1024;
 
 /// Every key of this module encrypts one message only (see the module doc).
 const ZERO_NONCE: [u8; aead::NONCE_BYTES] = [0u8; aead::NONCE_BYTES];
@@ -88,7 +153,8 @@ pub const fn envelope_len(payload_len: usize) -> usize {
 }
 
 /// Seals `payload` from `sender_device` of `sender_identity` to the device
-/// whose agreement key is `recipient_device_key`.
+/// whose agreement key is `recipient_device_key`: the cold path, with no
+/// cache ([`Sealer::seal`] is the warm one).
 ///
 /// # Errors
 /// [`SealError::PayloadTooLarge`] over [`MAX_SEALED_PAYLOAD_BYTES`] (checked
@@ -102,6 +168,20 @@ pub fn seal(
     payload: &[u8],
     rng: &mut impl CryptoRng,
 ) -> Result<Vec<u8>, SealError> {
+    check_seal(sender_identity, sender_device, payload)?;
+    let sender = sender_bytes(sender_identity, sender_device.certificate());
+    let (mut envelope, chain_key) = seal_layer1(&sender, recipient_device_key, payload.len(), rng)?;
+    let shared = static_agreement(sender_device, recipient_device_key)?;
+    seal_layer2(&mut envelope, &chain_key, &shared, payload);
+    Ok(envelope)
+}
+
+/// The checks of [`seal`] that come before any work.
+fn check_seal(
+    sender_identity: &PublicIdentity,
+    sender_device: &Device,
+    payload: &[u8],
+) -> Result<(), SealError> {
     if payload.len() > MAX_SEALED_PAYLOAD_BYTES {
         return Err(SealError::PayloadTooLarge {
             len: payload.len(),
@@ -111,16 +191,19 @@ pub fn seal(
     if sender_device.certificate().identity() != sender_identity.signing_key() {
         return Err(SealError::ForeignDevice);
     }
-    let sender = sender_bytes(sender_identity, sender_device.certificate());
-    let (mut envelope, chain_key) = seal_layer1(&sender, recipient_device_key, payload.len(), rng)?;
-    seal_layer2(
-        &mut envelope,
-        &chain_key,
-        sender_device.agreement().secret(),
-        recipient_device_key,
-        payload,
-    )?;
-    Ok(envelope)
+    Ok(())
+}
+
+/// `X25519(s, R)`: the static-static secret under layer 2.
+fn static_agreement(
+    sender_device: &Device,
+    recipient: &agreement::PublicKey,
+) -> Result<agreement::SharedSecret, SealError> {
+    sender_device
+        .agreement()
+        .secret()
+        .diffie_hellman(recipient)
+        .map_err(|agreement::AgreementError::WeakKey| SealError::WeakRecipientKey)
 }
 
 /// Layer 1's plaintext: `PublicIdentity (129) || DeviceCertificate (185)`.
@@ -156,24 +239,20 @@ fn seal_layer1(
     Ok((envelope, chain_key))
 }
 
-/// Appends layer 2 (the payload) to an envelope that holds header and layer 1.
+/// Appends layer 2 (the payload) to an envelope that holds header and layer
+/// 1, under the static secret `X25519(s, R)`.
 fn seal_layer2(
     envelope: &mut Vec<u8>,
     chain_key: &[u8; kdf::KEY_BYTES],
-    sender_secret: &agreement::SecretKey,
-    recipient: &agreement::PublicKey,
+    shared: &agreement::SharedSecret,
     payload: &[u8],
-) -> Result<(), SealError> {
-    let shared = sender_secret
-        .diffie_hellman(recipient)
-        .map_err(|agreement::AgreementError::WeakKey| SealError::WeakRecipientKey)?;
+) {
     let prefix_len = envelope.len();
-    let key = layer2_key(&shared, chain_key, &envelope[HEADER_BYTES..]);
+    let key = layer2_key(shared, chain_key, &envelope[HEADER_BYTES..]);
     envelope.extend_from_slice(payload);
     let (prefix, body) = envelope.split_at_mut(prefix_len);
     let tag = key.seal_detached(&ZERO_NONCE, prefix, body);
     envelope.extend_from_slice(&tag);
-    Ok(())
 }
 
 /// Layer 1's chain key and AEAD key (see the key schedule in the module doc).
@@ -212,7 +291,8 @@ fn layer2_key(
 }
 
 /// Opens an envelope sent to `our_device`: decrypts both layers, then
-/// verifies the sender's certificates.
+/// verifies the sender's certificates. The cold path, with no cache:
+/// [`Opener::open`] is the warm one and returns the same results.
 ///
 /// # Errors
 /// [`UnsealError::Decode`] for an envelope of impossible length (checked
@@ -222,6 +302,29 @@ fn layer2_key(
 /// [`UnsealError::InvalidDeviceCertificate`] for certificates that do not
 /// verify.
 pub fn open(our_device: &Device, envelope: &[u8]) -> Result<Opened, UnsealError> {
+    let ours = our_device.agreement();
+    let layer1 = open_layer1(ours, envelope)?;
+    open_cold(ours, &layer1).map(|(opened, _)| opened)
+}
+
+/// An envelope whose layer 1 decrypted: the sender's bytes, and what layer 2
+/// needs.
+struct Layer1<'a> {
+    /// `suite || E || layer-1 ciphertext`: layer 2's associated data.
+    prefix: &'a [u8],
+    sender_ciphertext: &'a [u8],
+    payload_ciphertext: &'a [u8],
+    chain_key: Zeroizing<[u8; kdf::KEY_BYTES]>,
+    /// Layer 1's plaintext, not yet decoded: anybody can make a layer 1.
+    sender: Vec<u8>,
+}
+
+/// Checks the envelope's length and suite, then opens layer 1 with
+/// `X25519(r, E)`.
+fn open_layer1<'a>(
+    ours: &agreement::KeyPair,
+    envelope: &'a [u8],
+) -> Result<Layer1<'a>, UnsealError> {
     if envelope.len() > MAX_ENVELOPE_BYTES {
         return Err(DecodeError::TooLarge { len: envelope.len(), max: MAX_ENVELOPE_BYTES }.into());
     }
@@ -238,37 +341,284 @@ pub fn open(our_device: &Device, envelope: &[u8]) -> Result<Opened, UnsealError>
     CipherSuite::from_byte(header_reader.u8()?)?;
     let ephemeral = agreement::PublicKey::from_bytes(header_reader.array()?);
 
-    let ours = our_device.agreement();
     let shared = ours.secret().diffie_hellman(&ephemeral).map_err(|_| UnsealError::Decryption)?;
     let (chain_key, key) = layer1_keys(&shared, &ephemeral, ours.public());
     let mut sender = sender_ciphertext.to_vec();
-    let sender = key
+    let sender_len = key
         .open(&ZERO_NONCE, header, &mut sender)
-        .map_err(|aead::OpenError| UnsealError::Decryption)?;
-    // Anybody can make a layer 1 that decrypts; until layer 2 authenticates,
-    // a malformed one is as meaningless as one that does not decrypt.
-    let mut sender_reader = Reader::new(sender);
-    let identity = PublicIdentity::read(&mut sender_reader).map_err(|_| UnsealError::Decryption)?;
-    let certificate = UnverifiedDeviceCertificate::read(&mut sender_reader)
-        .map_err(|_| UnsealError::Decryption)?;
-    sender_reader.finish().map_err(|_| UnsealError::Decryption)?;
+        .map_err(|aead::OpenError| UnsealError::Decryption)?
+        .len();
+    sender.truncate(sender_len);
+    Ok(Layer1 { prefix, sender_ciphertext, payload_ciphertext, chain_key, sender })
+}
 
+/// Opens layer 2 under the static secret `X25519(r, S)`.
+fn open_layer2(
+    layer1: &Layer1<'_>,
+    shared: &agreement::SharedSecret,
+) -> Result<Zeroizing<Vec<u8>>, UnsealError> {
+    let key = layer2_key(shared, &layer1.chain_key, layer1.sender_ciphertext);
+    let mut payload = Zeroizing::new(layer1.payload_ciphertext.to_vec());
+    let payload_len = key
+        .open(&ZERO_NONCE, layer1.prefix, &mut payload)
+        .map_err(|aead::OpenError| UnsealError::Decryption)?
+        .len();
+    payload.truncate(payload_len);
+    Ok(payload)
+}
+
+/// Everything of [`open`] after layer 1: decode the sender, the static
+/// agreement, layer 2, then both verifications. Returns the static secret
+/// with the result, for a cache.
+fn open_cold(
+    ours: &agreement::KeyPair,
+    layer1: &Layer1<'_>,
+) -> Result<(Opened, agreement::SharedSecret), UnsealError> {
+    // Until layer 2 authenticates, a malformed layer 1 is as meaningless as
+    // one that does not decrypt.
+    let (identity, certificate) = decode_sender(&layer1.sender)?;
     let shared = ours
         .secret()
         .diffie_hellman(&certificate.claimed_agreement_key())
         .map_err(|_| UnsealError::Decryption)?;
-    let key = layer2_key(&shared, &chain_key, sender_ciphertext);
-    let mut payload = Zeroizing::new(payload_ciphertext.to_vec());
-    let payload_len = key
-        .open(&ZERO_NONCE, prefix, &mut payload)
-        .map_err(|aead::OpenError| UnsealError::Decryption)?
-        .len();
-    payload.truncate(payload_len);
-
+    let payload = open_layer2(layer1, &shared)?;
     let sender = identity.verify().map_err(UnsealError::InvalidIdentity)?;
     let sender_device =
         certificate.verify(sender.signing_key()).map_err(UnsealError::InvalidDeviceCertificate)?;
-    Ok(Opened { sender, sender_device, payload })
+    Ok((Opened { sender, sender_device, payload }, shared))
+}
+
+/// Decodes layer 1's plaintext; any failure is [`UnsealError::Decryption`].
+fn decode_sender(
+    sender: &[u8],
+) -> Result<(UnverifiedPublicIdentity, UnverifiedDeviceCertificate), UnsealError> {
+    let mut r = Reader::new(sender);
+    let identity = PublicIdentity::read(&mut r).map_err(|_| UnsealError::Decryption)?;
+    let certificate =
+        UnverifiedDeviceCertificate::read(&mut r).map_err(|_| UnsealError::Decryption)?;
+    r.finish().map_err(|_| UnsealError::Decryption)?;
+    Ok((identity, certificate))
+}
+
+/// How often a cache served an operation, for metrics. Failed operations
+/// count in neither.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Operations that succeeded with a cached entry.
+    pub hits: u64,
+    /// Operations that succeeded through the cold path, whose result was
+    /// then cached.
+    pub misses: u64,
+}
+
+/// The cache key of a sender: `SHA-256(R (32) || layer-1 plaintext (314))`,
+/// `R` our device's agreement key.
+type SenderKey = [u8; 32];
+
+/// What [`open`] computed from one sender's layer-1 plaintext.
+struct VerifiedSender {
+    identity: PublicIdentity,
+    device: DeviceCertificate,
+    /// `X25519(r, S)`, wiped on drop.
+    shared: agreement::SharedSecret,
+}
+
+/// Opens envelopes like [`open`], remembering the verified senders: an
+/// envelope from a sender seen lately costs one X25519 agreement instead of
+/// two, and no signature verification. Same results and errors as [`open`];
+/// the module doc gives the argument.
+///
+/// Holds secrets (static agreement secrets): wiped when an entry is evicted
+/// and when the opener is dropped; `Debug` shows only counts.
+pub struct Opener {
+    senders: Cache<SenderKey, VerifiedSender>,
+    stats: CacheStats,
+}
+
+impl Opener {
+    /// An empty opener that remembers up to [`MAX_CACHED_SENDERS`] senders.
+    pub fn new() -> Self {
+        Self::with_capacity(MAX_CACHED_SENDERS)
+    }
+
+    fn with_capacity(capacity: usize) -> Self {
+        Self { senders: Cache::new(capacity), stats: CacheStats::default() }
+    }
+
+    /// Opens an envelope sent to `our_device`. One opener may serve several
+    /// of our devices: entries are per device key.
+    ///
+    /// # Errors
+    /// As [`open`]: the same error for the same envelope, cached or not.
+    pub fn open(&mut self, our_device: &Device, envelope: &[u8]) -> Result<Opened, UnsealError> {
+        let ours = our_device.agreement();
+        let layer1 = open_layer1(ours, envelope)?;
+        let key = kdf::sha256(&[ours.public().as_bytes(), &layer1.sender]);
+        if let Some(cached) = self.senders.get(&key) {
+            let payload = match open_layer2(&layer1, &cached.shared) {
+                Ok(payload) => payload,
+                Err(error) => {
+                    // The agreement the cold path would have made: a failed
+                    // open costs the same whether or not the sender it names
+                    // is cached (see the module doc). Its result is unused.
+                    let _ = ours.secret().diffie_hellman(cached.device.agreement_key());
+                    return Err(error);
+                }
+            };
+            let opened = Opened { sender: cached.identity, sender_device: cached.device, payload };
+            self.senders.touch(&key);
+            self.stats.hits = self.stats.hits.saturating_add(1);
+            return Ok(opened);
+        }
+        let (opened, shared) = open_cold(ours, &layer1)?;
+        self.senders.insert(
+            key,
+            VerifiedSender { identity: opened.sender, device: opened.sender_device, shared },
+        );
+        self.stats.misses = self.stats.misses.saturating_add(1);
+        Ok(opened)
+    }
+
+    /// Drops (and wipes) every entry of the device `device_id` of `identity`,
+    /// as when it is revoked. Correctness does not depend on it: the caller
+    /// checks revocations on [`Opened::sender_device`], cached or not. O(n):
+    /// for revocations, not per envelope.
+    pub fn forget_device(&mut self, identity: &VerifyingKey, device_id: DeviceId) {
+        self.senders.retain(|sender| {
+            sender.device.identity() != identity || sender.device.device_id() != device_id
+        });
+    }
+
+    /// Drops (and wipes) every entry.
+    pub fn clear(&mut self) {
+        self.senders.clear();
+    }
+
+    /// Number of senders remembered.
+    pub fn len(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// Whether no sender is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.senders.len() == 0
+    }
+
+    /// Hits and misses so far.
+    pub fn stats(&self) -> CacheStats {
+        self.stats
+    }
+}
+
+impl Default for Opener {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Opener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opener")
+            .field("senders", &self.senders.len())
+            .field("capacity", &self.senders.capacity())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The cache key of a recipient: our device's agreement key, theirs.
+type RecipientKey = ([u8; agreement::KEY_BYTES], [u8; agreement::KEY_BYTES]);
+
+/// Seals envelopes like [`seal`], remembering `X25519(s, R)` per recipient
+/// device: a warm seal costs one X25519 agreement (and the ephemeral key's
+/// generation) instead of two. Its envelopes are byte for byte those of
+/// [`seal`] with the same randomness.
+///
+/// Holds secrets: wiped when an entry is evicted and when the sealer is
+/// dropped; `Debug` shows only counts.
+pub struct Sealer {
+    recipients: Cache<RecipientKey, agreement::SharedSecret>,
+    stats: CacheStats,
+}
+
+impl Sealer {
+    /// An empty sealer that remembers up to [`MAX_CACHED_RECIPIENTS`] recipient devices.
+    pub fn new() -> Self {
+        Self::with_capacity(MAX_CACHED_RECIPIENTS)
+    }
+
+    fn with_capacity(capacity: usize) -> Self {
+        Self { recipients: Cache::new(capacity), stats: CacheStats::default() }
+    }
+
+    /// Seals `payload` from `sender_device` of `sender_identity` to the
+    /// device whose agreement key is `recipient_device_key`. One sealer may
+    /// serve several of our devices: entries are per device key.
+    ///
+    /// # Errors
+    /// As [`seal`].
+    pub fn seal(
+        &mut self,
+        sender_identity: &PublicIdentity,
+        sender_device: &Device,
+        recipient_device_key: &agreement::PublicKey,
+        payload: &[u8],
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<u8>, SealError> {
+        check_seal(sender_identity, sender_device, payload)?;
+        let sender = sender_bytes(sender_identity, sender_device.certificate());
+        let (mut envelope, chain_key) =
+            seal_layer1(&sender, recipient_device_key, payload.len(), rng)?;
+        let key =
+            (*sender_device.agreement().public().as_bytes(), *recipient_device_key.as_bytes());
+        if let Some(shared) = self.recipients.get(&key) {
+            seal_layer2(&mut envelope, &chain_key, shared, payload);
+            self.recipients.touch(&key);
+            self.stats.hits = self.stats.hits.saturating_add(1);
+        } else {
+            let shared = static_agreement(sender_device, recipient_device_key)?;
+            seal_layer2(&mut envelope, &chain_key, &shared, payload);
+            self.recipients.insert(key, shared);
+            self.stats.misses = self.stats.misses.saturating_add(1);
+        }
+        Ok(envelope)
+    }
+
+    /// Drops (and wipes) every entry.
+    pub fn clear(&mut self) {
+        self.recipients.clear();
+    }
+
+    /// Number of recipient devices remembered.
+    pub fn len(&self) -> usize {
+        self.recipients.len()
+    }
+
+    /// Whether no recipient device is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.recipients.len() == 0
+    }
+
+    /// Hits and misses so far.
+    pub fn stats(&self) -> CacheStats {
+        self.stats
+    }
+}
+
+impl Default for Sealer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealer")
+            .field("recipients", &self.recipients.len())
+            .field("capacity", &self.recipients.capacity())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An opened envelope: the verified sender and the payload.
@@ -520,8 +870,8 @@ mod tests {
     ) -> Vec<u8> {
         let recipient = to.device.agreement().public();
         let (mut envelope, chain_key) = seal_layer1(sender, recipient, payload.len(), rng).unwrap();
-        seal_layer2(&mut envelope, &chain_key, signer.agreement().secret(), recipient, payload)
-            .unwrap();
+        let shared = static_agreement(signer, recipient).unwrap();
+        seal_layer2(&mut envelope, &chain_key, &shared, payload);
         envelope
     }
 
@@ -647,6 +997,362 @@ mod tests {
             debug.replace(&crate::fingerprint(&alice.identity.public().signing_key().to_bytes()), "<fp>")
                 .replace(&format!("{:?}", alice.device.id()), "<id>"),
             @"Opened { sender: PublicIdentity(<fp>), sender_device: <id>, payload: <12 bytes> }"
+        );
+    }
+
+    // --- The warm path -------------------------------------------------------
+
+    /// Panics unless both paths opened with the same result or refused with
+    /// the same error.
+    fn assert_same(warm: &Result<Opened, UnsealError>, cold: &Result<Opened, UnsealError>) {
+        match (warm, cold) {
+            (Ok(warm), Ok(cold)) => {
+                assert_eq!(warm.sender(), cold.sender());
+                assert_eq!(warm.sender_device(), cold.sender_device());
+                assert_eq!(warm.payload(), cold.payload());
+            }
+            (Err(warm), Err(cold)) => assert_eq!(warm, cold),
+            _ => panic!("the paths disagree: warm {warm:?}, cold {cold:?}"),
+        }
+    }
+
+    /// `device` with the same keys under a new certificate made at
+    /// `created_at_ms`, signed by `identity`: another certificate of the
+    /// same device key.
+    fn recertified(
+        identity: &Identity,
+        device: &Device,
+        created_at_ms: u64,
+        rng: &mut ChaCha20Rng,
+    ) -> Device {
+        // Device record: version (1) || two secrets (64) || certificate.
+        let mut record = device.to_record().to_vec();
+        let body = 1 + 64..1 + 64 + device::CERTIFICATE_BYTES - 64;
+        record[body.end - 8..body.end].copy_from_slice(&created_at_ms.to_be_bytes());
+        let signature =
+            identity.signing_key().sign(kdf::SIG_DEVICE_CERT, &record[body.clone()], rng);
+        record[body.end..].copy_from_slice(signature.as_bytes());
+        Device::from_record(&record, &identity.signing_key().verifying_key()).unwrap()
+    }
+
+    #[test]
+    fn opener_hits_and_misses_return_what_open_returns() {
+        let mut rng = ChaCha20Rng::seed_from_u64(20);
+        let alice = user(1, &mut rng);
+        let bob = user(2, &mut rng);
+        let carol = user(3, &mut rng);
+        let mut opener = Opener::new();
+        for round in 0..3u8 {
+            for from in [&alice, &carol] {
+                let envelope = seal_from(from, &bob, &[round; 100], &mut rng);
+                let warm = opener.open(&bob.device, &envelope);
+                assert!(warm.is_ok());
+                assert_same(&warm, &open(&bob.device, &envelope));
+            }
+        }
+        assert_eq!(opener.stats(), CacheStats { hits: 4, misses: 2 });
+        assert_eq!(opener.len(), 2);
+        opener.senders.check_invariants();
+    }
+
+    #[test]
+    fn opener_refuses_every_tampered_envelope_of_a_cached_sender_as_open_does() {
+        let mut rng = ChaCha20Rng::seed_from_u64(21);
+        let alice = user(1, &mut rng);
+        let bob = user(2, &mut rng);
+        let mut opener = Opener::new();
+        opener.open(&bob.device, &seal_from(&alice, &bob, b"warm", &mut rng)).unwrap();
+        let order = opener.senders.order();
+        let envelope = seal_from(&alice, &bob, &[7u8; 40], &mut rng);
+
+        let mut layer2_tampered = envelope.clone();
+        layer2_tampered[PREFIX_BYTES + 3] ^= 1;
+        assert_eq!(
+            opener.open(&bob.device, &layer2_tampered).unwrap_err(),
+            UnsealError::Decryption
+        );
+
+        for i in 0..envelope.len() {
+            for bit in [0x01, 0x80] {
+                let mut flipped = envelope.clone();
+                flipped[i] ^= bit;
+                let warm = opener.open(&bob.device, &flipped);
+                assert!(warm.is_err(), "flipping bit {bit:#x} of byte {i} went unnoticed");
+                assert_same(&warm, &open(&bob.device, &flipped));
+            }
+        }
+        for len in 0..envelope.len() {
+            let warm = opener.open(&bob.device, &envelope[..len]);
+            assert!(warm.is_err(), "truncation to {len} bytes went unnoticed");
+            assert_same(&warm, &open(&bob.device, &envelope[..len]));
+        }
+        let mut extended = envelope.clone();
+        extended.push(0);
+        assert_eq!(opener.open(&bob.device, &extended).unwrap_err(), UnsealError::Decryption);
+        // Refusals changed nothing, recency included.
+        assert_eq!(opener.senders.order(), order);
+        assert_eq!(opener.stats(), CacheStats { hits: 0, misses: 1 });
+        assert_eq!(opener.open(&bob.device, &envelope).unwrap().payload(), [7u8; 40]);
+    }
+
+    #[test]
+    fn opener_refuses_a_cached_senders_certificate_without_their_device_key() {
+        let mut rng = ChaCha20Rng::seed_from_u64(22);
+        let alice = user(1, &mut rng);
+        let bob = user(2, &mut rng);
+        let mallory = user(3, &mut rng);
+        let mut opener = Opener::new();
+        opener.open(&bob.device, &seal_from(&alice, &bob, b"warm", &mut rng)).unwrap();
+        // Mallory names Alice's genuine, cached certificates: the layer-1
+        // plaintext is the cached one, so this is a hit, and layer 2 fails.
+        let claim = sender_bytes(&alice.identity.public(), alice.device.certificate());
+        let envelope = forge(&claim, &mallory.device, &bob, b"it's alice", &mut rng);
+        assert_eq!(opener.open(&bob.device, &envelope).unwrap_err(), UnsealError::Decryption);
+        assert_eq!(open(&bob.device, &envelope).unwrap_err(), UnsealError::Decryption);
+        assert_eq!(opener.stats(), CacheStats { hits: 0, misses: 1 });
+    }
+
+    #[test]
+    fn opener_verifies_a_sender_whose_certificates_differ_by_one_byte() {
+        let mut rng = ChaCha20Rng::seed_from_u64(23);
+        let alice = user(1, &mut rng);
+        let bob = user(2, &mut rng);
+        let mut opener = Opener::new();
+        opener.open(&bob.device, &seal_from(&alice, &bob, b"warm", &mut rng)).unwrap();
+        let genuine = sender_bytes(&alice.identity.public(), alice.device.certificate());
+        let certificate = identity::PUBLIC_IDENTITY_BYTES;
+        let created_at_last_byte = certificate + 1 + 32 + 16 + 32 + 32 + 7;
+        for (offset, expected) in [
+            // The device certificate's signature, and its creation time.
+            (
+                certificate + device::CERTIFICATE_BYTES - 1,
+                UnsealError::InvalidDeviceCertificate(DeviceError::InvalidSignature),
+            ),
+            (
+                created_at_last_byte,
+                UnsealError::InvalidDeviceCertificate(DeviceError::InvalidSignature),
+            ),
+            // The identity's certificate of its agreement key.
+            (certificate - 1, UnsealError::InvalidIdentity(IdentityError::InvalidCertificate)),
+        ] {
+            let mut claim = genuine.clone();
+            claim[offset] ^= 1;
+            // Layer 2 under Alice's real device key, which the claim still
+            // names: only the verifications can catch the changed byte.
+            let envelope = forge(&claim, &alice.device, &bob, b"one byte off", &mut rng);
+            assert_eq!(opener.open(&bob.device, &envelope).unwrap_err(), expected);
+            assert_eq!(open(&bob.device, &envelope).unwrap_err(), expected);
+        }
+        assert_eq!(opener.len(), 1);
+        assert_eq!(opener.stats(), CacheStats { hits: 0, misses: 1 });
+    }
+
+    #[test]
+    fn opener_verifies_a_recertified_device_key_as_a_new_sender() {
+        let mut rng = ChaCha20Rng::seed_from_u64(24);
+        let alice = user(1, &mut rng);
+        let bob = user(2, &mut rng);
+        let mut opener = Opener::new();
+        opener.open(&bob.device, &seal_from(&alice, &bob, b"warm", &mut rng)).unwrap();
+        let renewed = User {
+            identity: Identity::from_seed(&Seed::from_bytes(&[1; 64]).unwrap()).unwrap(),
+            device: recertified(&alice.identity, &alice.device, 1_800_000_000_000, &mut rng),
+        };
+        // Same device key, hence the same static secret; other certificate bytes.
+        assert_eq!(renewed.device.agreement().public(), alice.device.agreement().public());
+        assert_ne!(renewed.device.certificate(), alice.device.certificate());
+        let envelope = seal_from(&renewed, &bob, b"renewed", &mut rng);
+        let opened = opener.open(&bob.device, &envelope).unwrap();
+        assert_eq!(opened.sender_device(), renewed.device.certificate());
+        assert_eq!(opener.stats(), CacheStats { hits: 0, misses: 2 });
+        // Each certificate is served from its own entry.
+        let old = opener.open(&bob.device, &seal_from(&alice, &bob, b"old", &mut rng)).unwrap();
+        assert_eq!(old.sender_device(), alice.device.certificate());
+        let new = opener.open(&bob.device, &seal_from(&renewed, &bob, b"new", &mut rng)).unwrap();
+        assert_eq!(new.sender_device(), renewed.device.certificate());
+        assert_eq!(opener.stats(), CacheStats { hits: 2, misses: 2 });
+    }
+
+    #[test]
+    fn opener_forgets_a_revoked_device_and_names_it_on_hits_as_on_misses() {
+        let mut rng = ChaCha20Rng::seed_from_u64(25);
+        let alice = user(1, &mut rng);
+        let bob = user(2, &mut rng);
+        let carol = user(3, &mut rng);
+        let mut opener = Opener::new();
+        opener.open(&bob.device, &seal_from(&carol, &bob, b"carol", &mut rng)).unwrap();
+        opener.open(&bob.device, &seal_from(&alice, &bob, b"cold", &mut rng)).unwrap();
+        let hit = opener.open(&bob.device, &seal_from(&alice, &bob, b"warm", &mut rng)).unwrap();
+        assert_eq!(opener.stats(), CacheStats { hits: 1, misses: 2 });
+        // The caller's revocation check sees the revoked device on a hit.
+        let revocation = Device::revoke(&alice.identity, alice.device.id(), 1, &mut rng);
+        assert_eq!(hit.sender_device().device_id(), revocation.device_id());
+        assert_eq!(hit.sender_device().identity(), revocation.identity());
+
+        opener.forget_device(revocation.identity(), revocation.device_id());
+        assert_eq!(opener.len(), 1);
+        opener.senders.check_invariants();
+        // Alice's next envelope goes through the cold path again; Carol's stays warm.
+        opener.open(&bob.device, &seal_from(&alice, &bob, b"again", &mut rng)).unwrap();
+        opener.open(&bob.device, &seal_from(&carol, &bob, b"carol", &mut rng)).unwrap();
+        assert_eq!(opener.stats(), CacheStats { hits: 2, misses: 3 });
+        opener.clear();
+        assert!(opener.is_empty());
+    }
+
+    #[test]
+    fn opener_evicts_at_capacity_but_keeps_senders_seen_twice_through_a_flood() {
+        let mut rng = ChaCha20Rng::seed_from_u64(26);
+        let alice = user(1, &mut rng);
+        let bob = user(2, &mut rng);
+        let mallory = user(3, &mut rng);
+        let mut opener = Opener::new();
+        opener.open(&bob.device, &seal_from(&alice, &bob, b"one", &mut rng)).unwrap();
+        opener.open(&bob.device, &seal_from(&alice, &bob, b"two", &mut rng)).unwrap();
+        // A flood of valid senders, each seen once: Mallory's throwaway devices.
+        let flooder = mallory.identity.public();
+        let mut first = None;
+        for i in 0..MAX_CACHED_SENDERS {
+            let device = Device::new(&mallory.identity, i as u64, &mut rng);
+            let envelope =
+                seal(&flooder, &device, bob.device.agreement().public(), b"spam", &mut rng)
+                    .unwrap();
+            opener.open(&bob.device, &envelope).unwrap();
+            first.get_or_insert(envelope);
+        }
+        assert_eq!(opener.len(), MAX_CACHED_SENDERS);
+        opener.senders.check_invariants();
+        let misses = 1 + MAX_CACHED_SENDERS as u64;
+        assert_eq!(opener.stats(), CacheStats { hits: 1, misses });
+        // Alice stayed warm; the first flooder was evicted and is verified again.
+        opener.open(&bob.device, &seal_from(&alice, &bob, b"three", &mut rng)).unwrap();
+        assert_eq!(opener.stats(), CacheStats { hits: 2, misses });
+        let first = first.unwrap();
+        let again = opener.open(&bob.device, &first);
+        assert_same(&again, &open(&bob.device, &first));
+        assert_eq!(opener.stats(), CacheStats { hits: 2, misses: misses + 1 });
+        assert_eq!(opener.len(), MAX_CACHED_SENDERS);
+    }
+
+    #[test]
+    fn opener_keeps_entries_per_device_of_ours() {
+        let mut rng = ChaCha20Rng::seed_from_u64(27);
+        let alice = user(1, &mut rng);
+        let bob = user(2, &mut rng);
+        let bob_laptop = User {
+            identity: Identity::from_seed(&Seed::from_bytes(&[2; 64]).unwrap()).unwrap(),
+            device: Device::new(&bob.identity, 5, &mut rng),
+        };
+        let mut opener = Opener::new();
+        let to_phone = seal_from(&alice, &bob, b"phone", &mut rng);
+        let to_laptop = seal_from(&alice, &bob_laptop, b"laptop", &mut rng);
+        assert_eq!(opener.open(&bob.device, &to_phone).unwrap().payload(), b"phone");
+        assert_eq!(opener.open(&bob_laptop.device, &to_laptop).unwrap().payload(), b"laptop");
+        assert_eq!(opener.stats(), CacheStats { hits: 0, misses: 2 });
+        assert_eq!(
+            opener.open(&bob_laptop.device, &to_phone).unwrap_err(),
+            UnsealError::Decryption
+        );
+        assert_eq!(opener.open(&bob.device, &to_laptop).unwrap_err(), UnsealError::Decryption);
+        assert_eq!(opener.open(&bob.device, &to_phone).unwrap().payload(), b"phone");
+        assert_eq!(opener.stats(), CacheStats { hits: 1, misses: 2 });
+    }
+
+    #[test]
+    fn sealer_warm_and_cold_make_identical_envelopes() {
+        let mut rng = ChaCha20Rng::seed_from_u64(28);
+        let alice = user(1, &mut rng);
+        let bob = user(2, &mut rng);
+        let carol = user(3, &mut rng);
+        let mut warm_rng = ChaCha20Rng::seed_from_u64(29);
+        let mut cold_rng = ChaCha20Rng::seed_from_u64(29);
+        let mut sealer = Sealer::new();
+        let sender = alice.identity.public();
+        for (i, to) in [&bob, &carol, &bob, &carol, &bob].into_iter().enumerate() {
+            let recipient = to.device.agreement().public();
+            let payload = vec![i as u8; 10 * i];
+            let warm =
+                sealer.seal(&sender, &alice.device, recipient, &payload, &mut warm_rng).unwrap();
+            let cold = seal(&sender, &alice.device, recipient, &payload, &mut cold_rng).unwrap();
+            assert_eq!(warm, cold);
+            assert_eq!(open(&to.device, &warm).unwrap().payload(), payload);
+        }
+        assert_eq!(sealer.stats(), CacheStats { hits: 3, misses: 2 });
+        assert_eq!(sealer.len(), 2);
+        sealer.recipients.check_invariants();
+        sealer.clear();
+        assert!(sealer.is_empty());
+    }
+
+    #[test]
+    fn sealer_refuses_what_seal_refuses_and_caches_nothing() {
+        let mut rng = ChaCha20Rng::seed_from_u64(30);
+        let alice = user(1, &mut rng);
+        let bob = user(2, &mut rng);
+        let sender = alice.identity.public();
+        let recipient = bob.device.agreement().public();
+        let weak = agreement::PublicKey::from_bytes([0u8; 32]);
+        let oversized = vec![0u8; MAX_SEALED_PAYLOAD_BYTES + 1];
+        let mut sealer = Sealer::new();
+        for (device, recipient, payload) in [
+            (&alice.device, recipient, &oversized[..]),
+            (&bob.device, recipient, b"x"),
+            (&alice.device, &weak, b"x"),
+        ] {
+            assert_eq!(
+                sealer.seal(&sender, device, recipient, payload, &mut rng).unwrap_err(),
+                seal(&sender, device, recipient, payload, &mut rng).unwrap_err()
+            );
+        }
+        assert!(sealer.is_empty());
+        assert_eq!(sealer.stats(), CacheStats::default());
+    }
+
+    #[test]
+    fn sealer_keeps_entries_per_device_of_ours() {
+        let mut rng = ChaCha20Rng::seed_from_u64(31);
+        let alice = user(1, &mut rng);
+        let bob = user(2, &mut rng);
+        let alice_laptop = Device::new(&alice.identity, 7, &mut rng);
+        let sender = alice.identity.public();
+        let recipient = bob.device.agreement().public();
+        let mut sealer = Sealer::new();
+        let mut opener = Opener::new();
+        for _ in 0..2 {
+            for device in [&alice.device, &alice_laptop] {
+                let envelope = sealer.seal(&sender, device, recipient, b"hi", &mut rng).unwrap();
+                let opened = opener.open(&bob.device, &envelope).unwrap();
+                assert_eq!(opened.sender_device(), device.certificate());
+            }
+        }
+        assert_eq!(sealer.stats(), CacheStats { hits: 2, misses: 2 });
+        assert_eq!(opener.stats(), CacheStats { hits: 2, misses: 2 });
+    }
+
+    #[test]
+    fn opener_and_sealer_debug_show_only_counts() {
+        let mut rng = ChaCha20Rng::seed_from_u64(32);
+        let alice = user(1, &mut rng);
+        let bob = user(2, &mut rng);
+        let mut sealer = Sealer::new();
+        let mut opener = Opener::new();
+        let envelope = sealer
+            .seal(
+                &alice.identity.public(),
+                &alice.device,
+                bob.device.agreement().public(),
+                b"x",
+                &mut rng,
+            )
+            .unwrap();
+        opener.open(&bob.device, &envelope).unwrap();
+        insta::assert_snapshot!(
+            format!("{opener:?}"),
+            @"Opener { senders: 1, capacity: 1024, stats: CacheStats { hits: 0, misses: 1 }, .. }"
+        );
+        insta::assert_snapshot!(
+            format!("{sealer:?}"),
+            @"Sealer { recipients: 1, capacity: 1024, stats: CacheStats { hits: 0, misses: 1 }, .. }"
         );
     }
 }

@@ -6,7 +6,7 @@
 //! Protocol code signs `context || message` with a context from [`crate::kdf`].
 
 use rand_core::CryptoRng;
-use secp256k1::{Keypair, XOnlyPublicKey, schnorr};
+use secp256k1::{Keypair, Scalar, XOnlyPublicKey, schnorr};
 use zeroize::Zeroizing;
 
 /// Length of an x-only public key.
@@ -49,6 +49,19 @@ impl SigningKey {
     /// The x-only public key.
     pub fn verifying_key(&self) -> VerifyingKey {
         VerifyingKey(self.0.x_only_public_key().0)
+    }
+
+    /// The key tweaked as BIP341 tweaks an x-only key: `d' = d + t` for the
+    /// even-y form of this key, so that `tweaked(t).verifying_key()` is
+    /// `verifying_key().tweaked(t)` (libsecp256k1's
+    /// `secp256k1_keypair_xonly_tweak_add`).
+    ///
+    /// # Errors
+    /// [`KeyError::InvalidTweak`] for a tweak not below the group order, or
+    /// one that gives zero (probability about 2^-128 for a hash).
+    pub fn tweaked(&self, tweak: &[u8; 32]) -> Result<Self, KeyError> {
+        let tweak = Scalar::from_be_bytes(*tweak).map_err(|_| KeyError::InvalidTweak)?;
+        self.0.add_xonly_tweak(&tweak).map(Self).map_err(|_| KeyError::InvalidTweak)
     }
 
     /// Signs `message` as BIP340 does, with `aux_rand` as its auxiliary
@@ -98,6 +111,15 @@ impl VerifyingKey {
     /// The key's 32 bytes.
     pub fn to_bytes(&self) -> [u8; PUBLIC_KEY_BYTES] {
         self.0.to_byte_array()
+    }
+
+    /// The x-only key `P + t·G` (BIP341's tweak; see [`SigningKey::tweaked`]).
+    ///
+    /// # Errors
+    /// [`KeyError::InvalidTweak`] as [`SigningKey::tweaked`].
+    pub fn tweaked(&self, tweak: &[u8; 32]) -> Result<Self, KeyError> {
+        let tweak = Scalar::from_be_bytes(*tweak).map_err(|_| KeyError::InvalidTweak)?;
+        self.0.add_tweak(&tweak).map(|(key, _parity)| Self(key)).map_err(|_| KeyError::InvalidTweak)
     }
 
     /// Verifies a BIP340 signature over the raw `message`.
@@ -163,6 +185,9 @@ pub enum KeyError {
     /// Not the x-coordinate of a curve point.
     #[error("invalid secp256k1 public key")]
     InvalidPublicKey,
+    /// A tweak not below the group order, or that cancels the key.
+    #[error("invalid key tweak")]
+    InvalidTweak,
 }
 
 /// A signature that does not verify.

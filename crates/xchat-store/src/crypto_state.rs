@@ -1,6 +1,7 @@
 //! The cryptographic state of a profile: our identity, our device and its
-//! prekeys, a Double Ratchet session per peer device, and the peer devices
-//! their identities certified.
+//! prekeys, and the peer devices their identities certified (with their
+//! revocations). Sessions are written with the messenger's peer records
+//! (`messenger.rs`).
 //!
 //! Everything secret goes through the crypto crate's versioned records
 //! (`to_record`/`from_record`); the store never looks inside them. A record
@@ -10,10 +11,9 @@
 use rusqlite::{OptionalExtension, Row};
 use xchat_crypto::bundle::PreKeys;
 use xchat_crypto::device::{
-    DEVICE_ID_BYTES, Device, DeviceCertificate, DeviceId, Revocation, UnverifiedDeviceCertificate,
+    Device, DeviceCertificate, DeviceId, Revocation, UnverifiedDeviceCertificate,
 };
 use xchat_crypto::identity::Identity;
-use xchat_crypto::ratchet::Session;
 use xchat_crypto::signature::VerifyingKey;
 
 use crate::error::{CorruptPart, RecordKind};
@@ -65,50 +65,6 @@ impl Batch<'_> {
         self.put_single("prekeys", &prekeys.to_record())
     }
 
-    /// Saves the session with `device` of `peer`, at `now_ms`. The device
-    /// must have been saved with [`Batch::put_peer_device`] (in this batch or
-    /// an earlier one).
-    ///
-    /// # Errors
-    /// [`StoreError::Database`] (a foreign-key failure) for an unknown
-    /// device, and the errors of [`Store::apply`].
-    pub fn put_session(
-        &mut self,
-        peer: &VerifyingKey,
-        device: DeviceId,
-        session: &Session,
-        now_ms: u64,
-    ) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT INTO sessions (peer, device, record, updated_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (peer, device)
-             DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
-            (
-                &peer.to_bytes()[..],
-                &device.as_bytes()[..],
-                &session.to_record()[..],
-                sql_ms(now_ms),
-            ),
-        )?;
-        Ok(())
-    }
-
-    /// Forgets the session with `device` of `peer`; whether there was one.
-    ///
-    /// # Errors
-    /// The errors of [`Store::apply`].
-    pub fn delete_session(
-        &mut self,
-        peer: &VerifyingKey,
-        device: DeviceId,
-    ) -> Result<bool, StoreError> {
-        let deleted = self.conn().execute(
-            "DELETE FROM sessions WHERE peer = ?1 AND device = ?2",
-            (&peer.to_bytes()[..], &device.as_bytes()[..]),
-        )?;
-        Ok(deleted > 0)
-    }
-
     /// Saves a peer's device under the identity that certified it. A device
     /// saved again gets the new certificate and keeps its revocation: a
     /// revoked device stays revoked.
@@ -148,7 +104,11 @@ impl Batch<'_> {
     }
 
     /// Replaces the one row of `table` (a name of this module, never input).
-    fn put_single(&mut self, table: &'static str, record: &[u8]) -> Result<(), StoreError> {
+    pub(crate) fn put_single(
+        &mut self,
+        table: &'static str,
+        record: &[u8],
+    ) -> Result<(), StoreError> {
         self.conn().execute(
             &format!(
                 "INSERT INTO {table} (id, record) VALUES (1, ?1)
@@ -193,47 +153,6 @@ impl Store {
         self.load_single("prekeys", |record| {
             PreKeys::from_record(record).map_err(|err| StoreError::record(RecordKind::PreKeys, err))
         })
-    }
-
-    /// The session with `device` of `peer`, if any.
-    ///
-    /// # Errors
-    /// As [`Store::load_identity`].
-    pub fn load_session(
-        &self,
-        peer: &VerifyingKey,
-        device: DeviceId,
-    ) -> Result<Option<Session>, StoreError> {
-        self.conn()
-            .query_row(
-                "SELECT record FROM sessions WHERE peer = ?1 AND device = ?2",
-                (&peer.to_bytes()[..], &device.as_bytes()[..]),
-                |row| Ok(session_of(row)),
-            )
-            .optional()?
-            .transpose()
-    }
-
-    /// Every session with a device of `peer`, by device id.
-    ///
-    /// # Errors
-    /// As [`Store::load_identity`].
-    pub fn load_sessions(
-        &self,
-        peer: &VerifyingKey,
-    ) -> Result<Vec<(DeviceId, Session)>, StoreError> {
-        let mut statement = self.conn().prepare_cached(
-            "SELECT device, record FROM sessions WHERE peer = ?1 ORDER BY device",
-        )?;
-        let mut rows = statement.query([&peer.to_bytes()[..]])?;
-        let mut sessions = Vec::new();
-        while let Some(row) = rows.next()? {
-            let device = device_id_of(row, 0)?;
-            let session = Session::from_record(blob(row, 1)?)
-                .map_err(|err| StoreError::record(RecordKind::Session, err))?;
-            sessions.push((device, session));
-        }
-        Ok(sessions)
     }
 
     /// The device `device` of `peer`, its certificate verified again against
@@ -288,10 +207,6 @@ impl Store {
     }
 }
 
-fn session_of(row: &Row<'_>) -> Result<Session, StoreError> {
-    Session::from_record(blob(row, 0)?).map_err(|err| StoreError::record(RecordKind::Session, err))
-}
-
 fn peer_device_of(row: &Row<'_>, peer: &VerifyingKey) -> Result<PeerDevice, StoreError> {
     let certificate = UnverifiedDeviceCertificate::from_bytes(blob(row, 0)?)
         .map_err(|err| StoreError::record(RecordKind::PeerDevice, err))?
@@ -301,11 +216,6 @@ fn peer_device_of(row: &Row<'_>, peer: &VerifyingKey) -> Result<PeerDevice, Stor
     // The schema keeps it non-negative.
     let revoked_at_ms = revoked_at.map(u64::try_from).transpose().map_err(|_| corrupt())?;
     Ok(PeerDevice { certificate, revoked_at_ms })
-}
-
-fn device_id_of(row: &Row<'_>, column: usize) -> Result<DeviceId, StoreError> {
-    let bytes: [u8; DEVICE_ID_BYTES] = blob(row, column)?.try_into().map_err(|_| corrupt())?;
-    Ok(DeviceId::from_bytes(bytes))
 }
 
 /// The blob in `column`, borrowed from SQLite's row buffer (no copy).

@@ -71,6 +71,14 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A backup file that is not one, of an unknown version, or that does
+    /// not decrypt with this recovery phrase's key.
+    #[error(transparent)]
+    Backup(xchat_crypto::backup::BackupError),
+    /// A backup that decrypts but holds another identity than the recovery
+    /// phrase's.
+    #[error("the backup is of another identity than this recovery phrase's")]
+    BackupOfAnotherIdentity,
     /// A value longer than the store accepts.
     #[error("{what} of {len} bytes exceeds the limit of {max}")]
     TooLarge {

@@ -42,15 +42,18 @@
 //! # }
 //! ```
 
+mod backup;
 mod crypto_state;
 mod error;
 mod files;
 mod header;
 mod key;
+mod messenger;
 mod migration;
 mod settings;
 mod store;
 
+pub use backup::{BackupSummary, MAX_BACKUP_IMAGE_BYTES};
 pub use crypto_state::PeerDevice;
 pub use error::{CorruptPart, DatabaseError, RecordKind, StoreError};
 pub use header::HEADER_FILE;
@@ -58,6 +61,7 @@ pub use key::{
     DatabaseKey, KEY_BYTES, KEY_FILE_BYTES, KdfParams, KeyKind, MAX_KDF_ITERATIONS, MAX_KDF_LANES,
     MAX_KDF_MEMORY_KIB, MAX_PASSPHRASE_BYTES, SALT_BYTES,
 };
+pub use messenger::MAX_HISTORY_PAGE;
 pub use migration::SCHEMA_VERSION;
 pub use settings::{MAX_SETTING_KEY_BYTES, MAX_SETTING_VALUE_BYTES};
 pub use store::{BUSY_TIMEOUT, Batch, DATABASE_FILE, JOURNAL_SIZE_LIMIT_BYTES, Store};

@@ -122,7 +122,22 @@ mod tests {
         assert_eq!(schema_version(&conn).unwrap(), SCHEMA_VERSION);
         assert_eq!(
             tables(&conn),
-            ["device", "identity", "peer_devices", "prekeys", "sessions", "settings"]
+            [
+                "contacts",
+                "conversations",
+                "device",
+                "identity",
+                "messages",
+                "outbox",
+                "peer_devices",
+                "prekeys",
+                "received_ids",
+                "seen_envelopes",
+                "sessions",
+                "settings",
+                "transfers",
+                "waiting"
+            ]
         );
     }
 

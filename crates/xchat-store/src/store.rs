@@ -230,8 +230,8 @@ impl Store {
         &self.conn
     }
 
-    /// The connection, for tests that set limits SQLite offers no other way.
-    #[cfg(test)]
+    /// The connection, for the store's own modules that need it whole
+    /// (backups) and tests that set limits SQLite offers no other way.
     pub(crate) fn conn_mut(&mut self) -> &mut Connection {
         &mut self.conn
     }

@@ -11,17 +11,22 @@
 //! Once released, the fixture never changes again: a new schema version
 //! brings a new fixture, and every old one must still open.
 
+#![allow(clippy::panic)] // a failed check is a failed test
+
 mod common;
 
 use std::path::{Path, PathBuf};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
+use xchat_core::record::{Direction, Status};
 use xchat_store::{DATABASE_FILE, DatabaseKey, HEADER_FILE, SCHEMA_VERSION, Store};
 
 const FIXTURE_PASSPHRASE: &str = "xchat store fixture v1";
 const SETTING: (&str, &[u8]) = ("fixture", b"schema version 1");
-const NOW_MS: u64 = 1_700_000_100_000;
+/// The fixture's conversation: (whether we wrote it, text).
+const TEXTS: [(bool, &str); 4] =
+    [(true, "hello bob"), (false, "hi!"), (true, "schema one"), (false, "keeps it all")];
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
@@ -59,8 +64,27 @@ fn v1_fixture_opens_and_migrates_with_its_state_whole() {
     let peer_key = peer.signing_key().verifying_key();
     let peer_devices = store.load_peer_devices(&peer_key).unwrap();
     assert_eq!(peer_devices.len(), 1, "certified by the peer");
-    let peer_device = peer_devices[0].certificate().device_id();
-    assert!(store.load_session(&peer_key, peer_device).unwrap().is_some());
+
+    let state = store.load_state().unwrap();
+    assert_eq!(state.contacts.len(), 1);
+    assert_eq!(state.contacts[0].name, "bob");
+    assert_eq!(state.contacts[0].identity, peer_key);
+    let [(identity, device)] = &state.peers[..] else { panic!("one peer device") };
+    assert_eq!(*identity, peer_key);
+    assert!(device.session.is_some(), "the conversation's session");
+    assert!(state.outbox.is_empty() && state.waiting.is_empty(), "everything was delivered");
+    assert_eq!(state.received.len(), 2, "bob's two texts");
+    assert!(state.settings.read_receipts);
+    let history = store.history(state.contacts[0].id, None, 10).unwrap();
+    let texts: Vec<&str> = history.iter().rev().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, TEXTS.map(|(_, text)| text));
+    for message in &history {
+        let expected = match message.direction {
+            Direction::Outgoing => Status::Delivered,
+            Direction::Incoming => Status::Seen,
+        };
+        assert_eq!(message.status, expected, "{message:?}");
+    }
     assert_eq!(store.load_setting(SETTING.0).unwrap().as_deref(), Some(SETTING.1));
     drop(store);
 
@@ -91,7 +115,7 @@ fn regenerate_v1_fixture() {
     let key = DatabaseKey::new_from_passphrase(FIXTURE_PASSPHRASE, common::fast_params(), &mut rng)
         .unwrap();
     let mut store = Store::create(&dir, &key).unwrap();
-    common::save(&mut store, &common::profile(1), NOW_MS);
+    common::conversation(&mut store, &TEXTS);
     store.apply(|batch| batch.put_setting(SETTING.0, SETTING.1)).unwrap();
     // Closing checkpoints the WAL into the database and removes it.
     drop(store);

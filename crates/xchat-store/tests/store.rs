@@ -6,7 +6,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{PASSPHRASE, assert_holds, create, new_key, profile, save, snapshot};
+use common::{
+    PASSPHRASE, assert_holds, create, new_key, peer_write, profile, save, snapshot, stored_sessions,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use xchat_crypto::device::Device;
@@ -23,7 +25,7 @@ fn created_store_round_trips_crypto_state_after_reopen() {
     let profile = profile(1);
     let mut store = create(dir.path(), 1);
     assert!(store.load_identity().unwrap().is_none());
-    save(&mut store, &profile, NOW_MS);
+    save(&mut store, &profile);
     store.apply(|batch| batch.put_setting("read-receipts", b"off")).unwrap();
     assert_holds(&store, &profile);
     store.close().unwrap();
@@ -44,11 +46,12 @@ fn writes_replace_earlier_values() {
     let first = profile(1);
     let second = profile(2);
     let mut store = create(dir.path(), 1);
-    save(&mut store, &first, NOW_MS);
-    save(&mut store, &second, NOW_MS + 1);
+    save(&mut store, &first);
+    save(&mut store, &second);
     assert_holds(&store, &second);
-    let peer = second.peer.signing_key().verifying_key();
-    assert_eq!(store.load_sessions(&peer).unwrap().len(), 2, "one session per peer device");
+    let peers = store.load_state().unwrap().peers;
+    assert_eq!(peers.len(), 2, "one record per peer device");
+    assert!(peers.iter().all(|(_, device)| device.session.is_some()));
     store
         .apply(|batch| {
             batch.put_setting("k", b"1")?;
@@ -59,49 +62,30 @@ fn writes_replace_earlier_values() {
 }
 
 #[test]
-fn sessions_are_kept_per_peer_device() {
+fn sessions_are_kept_per_slot_and_forgotten_when_the_record_drops_them() {
     let dir = tempfile::tempdir().unwrap();
     let profile = profile(1);
     let mut store = create(dir.path(), 1);
-    save(&mut store, &profile, NOW_MS);
-    let peer = profile.peer.signing_key().verifying_key();
-    let mut rng = ChaCha20Rng::seed_from_u64(9);
-    let second_device = Device::new(&profile.peer, NOW_MS, &mut rng);
-    let other = common::profile(3).session;
-    store
-        .apply(|batch| {
-            batch.put_peer_device(second_device.certificate())?;
-            batch.put_session(&peer, second_device.id(), &other, NOW_MS)
-        })
-        .unwrap();
-    let sessions = store.load_sessions(&peer).unwrap();
-    assert_eq!(sessions.len(), 2);
-    for (device, session) in &sessions {
-        let expected = if *device == second_device.id() { &other } else { &profile.session };
-        assert_eq!(*session.to_record(), *expected.to_record());
-    }
-    assert_eq!(store.load_peer_devices(&peer).unwrap().len(), 2);
+    save(&mut store, &profile);
+    let older = common::profile(3).session;
+    let oldest = common::profile(4).session;
+    let record = |s: &xchat_crypto::ratchet::Session| s.to_record().to_vec();
 
-    assert!(store.apply(|batch| batch.delete_session(&peer, second_device.id())).unwrap());
-    assert!(!store.apply(|batch| batch.delete_session(&peer, second_device.id())).unwrap());
-    assert!(store.load_session(&peer, second_device.id()).unwrap().is_none());
-    assert!(store.load_session(&peer, profile.peer_device.id()).unwrap().is_some());
-    // Another peer has no sessions.
-    let stranger = common::identity(7).signing_key().verifying_key();
-    assert!(store.load_sessions(&stranger).unwrap().is_empty());
-}
+    let write = peer_write(&profile, Some(&profile.session), &[&older, &oldest]);
+    store.apply(|batch| batch.write(&write)).unwrap();
+    let (current, archived) = stored_sessions(&store, &profile);
+    assert_eq!(current, Some(record(&profile.session)));
+    assert_eq!(archived, [record(&older), record(&oldest)], "newest first");
 
-#[test]
-fn session_with_an_unknown_device_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let profile = profile(1);
-    let mut store = create(dir.path(), 1);
-    let peer = profile.peer.signing_key().verifying_key();
-    let result = store.apply(|batch| {
-        batch.put_session(&peer, profile.peer_device.id(), &profile.session, NOW_MS)
-    });
-    assert!(matches!(result, Err(StoreError::Database(_))), "{result:?}");
-    assert!(store.load_session(&peer, profile.peer_device.id()).unwrap().is_none());
+    // The current session ends (a crossed handshake archived it) and one
+    // archived session is dropped: the slots follow the record.
+    let write = peer_write(&profile, None, &[&profile.session]);
+    store.apply(|batch| batch.write(&write)).unwrap();
+    let (current, archived) = stored_sessions(&store, &profile);
+    assert_eq!(current, None);
+    assert_eq!(archived, [record(&profile.session)]);
+    // Another peer device is untouched by this one's writes.
+    assert_eq!(store.load_state().unwrap().peers.len(), 1);
 }
 
 #[test]
@@ -109,7 +93,7 @@ fn revoked_device_stays_revoked_from_its_earliest_revocation() {
     let dir = tempfile::tempdir().unwrap();
     let profile = profile(1);
     let mut store = create(dir.path(), 1);
-    save(&mut store, &profile, NOW_MS);
+    save(&mut store, &profile);
     let peer = profile.peer.signing_key().verifying_key();
     let device = profile.peer_device.id();
     let mut rng = ChaCha20Rng::seed_from_u64(5);
@@ -332,7 +316,7 @@ fn open_completes_after_a_crash_before_the_schema() {
 #[allow(clippy::unwrap_used)] // test setup
 fn closed_profile(dir: &Path) {
     let mut store = create(dir, 1);
-    save(&mut store, &profile(1), NOW_MS);
+    save(&mut store, &profile(1));
     store
         .apply(|batch| {
             for i in 0..40 {
@@ -481,7 +465,7 @@ fn database_files_hold_no_plaintext_and_no_secret() {
     let dir = tempfile::tempdir().unwrap();
     let profile = profile(1);
     let mut store = create(dir.path(), 1);
-    save(&mut store, &profile, NOW_MS);
+    save(&mut store, &profile);
     store.apply(|batch| batch.put_setting("note", CANARY)).unwrap();
 
     let identity_secret = profile.identity.signing_key().to_bytes();
@@ -523,6 +507,38 @@ fn database_files_hold_no_plaintext_and_no_secret() {
     scan("after the checkpoint");
     // Deleted and rewritten values leave nothing behind either.
     store.apply(|batch| batch.delete_setting("note")).unwrap();
+    drop(store);
+    scan("after close");
+}
+
+#[test]
+fn messages_never_reach_the_files_in_plaintext() {
+    const TEXTS: [(bool, &str); 3] = [
+        (true, "xchat-canary: the eagle lands at dawn"),
+        (false, "xchat-canary: bring the blue folder"),
+        (true, "xchat-canary: the password is swordfish"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = create(dir.path(), 1);
+    let (messenger, _) = common::conversation(&mut store, &TEXTS);
+    // The texts are there, for the one who holds the key.
+    let state = store.load_state().unwrap();
+    let history = store.history(state.contacts[0].id, None, 10).unwrap();
+    assert_eq!(history.len(), TEXTS.len());
+    let scan = |moment: &str| {
+        let files = snapshot(dir.path());
+        assert!(!files.is_empty());
+        for (name, bytes) in files {
+            for (_, text) in TEXTS {
+                assert!(!contains(&bytes, text.as_bytes()), "{text:?} found in {name} {moment}");
+            }
+            assert!(!contains(&bytes, b"xchat-canary"), "a text's prefix in {name} {moment}");
+            let address = messenger.address().to_string();
+            assert!(!contains(&bytes, address.as_bytes()), "our address in {name} {moment}");
+        }
+    };
+    scan("with the WAL");
+    store.checkpoint().unwrap();
     drop(store);
     scan("after close");
 }

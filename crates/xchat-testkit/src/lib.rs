@@ -29,11 +29,18 @@
 //! them) together with everything the network had for it but its mailbox;
 //! [`Sim::restart`] builds a new messenger from the writes it had applied
 //! ([`restore`]), as a store would load it.
+//!
+//! Real stores: [`Sim::with_stores`] gives every node a SQLCipher store of
+//! its own, applies each input's writes to it in one transaction, and
+//! restarts a node from what its store loads, after checking that the store
+//! loads exactly the state [`restore`] computes from the writes
+//! ([`state_digest`]): the reference model and the real store must agree.
 
 #![allow(clippy::expect_used)] // a simulator whose own setup fails has nothing to simulate
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rand_chacha::ChaCha20Rng;
@@ -52,6 +59,7 @@ use xchat_crypto::phrase::Seed;
 use xchat_crypto::signature::VerifyingKey;
 use xchat_proto::bundle::{PreKeyRecord, UnverifiedPreKeyRecord};
 use xchat_proto::content::{MessageId, VanishingTimer};
+use xchat_store::{DatabaseKey, Store};
 
 /// When every simulation starts (late 2026).
 pub const START: UnixMillis = UnixMillis(1_790_000_000_000);
@@ -101,6 +109,15 @@ pub struct Node {
     /// How often it crashed.
     pub crashes: u32,
     keys: Keys,
+    store: Option<NodeStore>,
+}
+
+/// A node's real store, and where it lives.
+#[derive(Debug)]
+struct NodeStore {
+    store: Store,
+    dir: PathBuf,
+    key_file: PathBuf,
 }
 
 /// What a node keeps outside its store of writes: its seed, device and
@@ -197,6 +214,7 @@ impl Sim {
                 contacts: BTreeMap::new(),
                 crashes: 0,
                 keys,
+                store: None,
             });
         }
         Self {
@@ -212,6 +230,33 @@ impl Sim {
             stats: NetStats::default(),
             delivered_seq: BTreeMap::new(),
         }
+    }
+
+    /// As [`Sim::new`], with a real SQLCipher store for every node in a
+    /// directory of its own under `dir` (keyed by a key file: the tests are
+    /// about the data, not the passphrase).
+    pub fn with_stores(seed: u64, n: usize, config: NetConfig, dir: &Path) -> Self {
+        let mut sim = Self::new(seed, n, config);
+        for (index, node) in sim.nodes.iter_mut().enumerate() {
+            let key_file = dir.join(format!("node-{index}.key"));
+            let key =
+                DatabaseKey::create_key_file(&key_file, &mut sim.rng).expect("a new key file");
+            let dir = dir.join(format!("node-{index}"));
+            let mut store = Store::create(&dir, &key).expect("a new store");
+            let identity = identity_of(&node.keys.seed);
+            let device = Device::from_record(&node.keys.device, identity.public().signing_key())
+                .expect("its own device record");
+            let prekeys = PreKeys::from_record(&node.keys.prekeys).expect("its own prekeys");
+            store
+                .apply(|batch| {
+                    batch.put_identity(&identity)?;
+                    batch.put_device(&device)?;
+                    batch.put_prekeys(&prekeys)
+                })
+                .expect("the first records are saved");
+            node.store = Some(NodeStore { store, dir, key_file });
+        }
+        sim
     }
 
     /// The simulated time.
@@ -252,11 +297,21 @@ impl Sim {
         // The commit rule: every write of the input first, then the rest.
         let (writes, rest): (Vec<_>, Vec<_>) =
             effects.into_iter().partition(|e| matches!(e, Effect::Write(_)));
-        for effect in writes {
-            if let Effect::Write(write) = effect {
-                self.nodes[at].writes.push((now, write));
-            }
+        let writes: Vec<Write> = writes
+            .into_iter()
+            .filter_map(|effect| match effect {
+                Effect::Write(write) => Some(write),
+                _ => None,
+            })
+            .collect();
+        let node = &mut self.nodes[at];
+        if let Some(store) = &mut node.store {
+            store
+                .store
+                .apply(|batch| batch.write_all(&writes))
+                .expect("the store takes the writes");
         }
+        node.writes.extend(writes.into_iter().map(|write| (now, write)));
         let mut answer = None;
         for effect in rest {
             match effect {
@@ -274,6 +329,12 @@ impl Sim {
                 }
                 Effect::Notify(event) => self.nodes[at].events.push((now, event)),
                 Effect::Answer(result) => answer = Some(result),
+                // Files' bytes move outside the simulated network, and
+                // mailboxes are the simulator's own (`Node::mailbox`).
+                Effect::FetchFile(_)
+                | Effect::DeleteFile { .. }
+                | Effect::FetchMailbox(_)
+                | Effect::DeleteFromMailbox { .. } => {}
             }
         }
         answer
@@ -407,23 +468,45 @@ impl Sim {
     }
 
     /// Node `at` starts again from the writes it applied, and comes online.
+    /// With a real store, it is reopened and the node starts from what it
+    /// loads, which must be what the writes make ([`restore`]).
     pub fn restart(&mut self, at: usize) {
-        let node = &self.nodes[at];
-        let identity = identity_of(&node.keys.seed);
-        let key = *identity.public().signing_key();
-        let device = Device::from_record(&node.keys.device, &key).expect("its own device record");
-        let state = restore(&node.writes);
-        let prekeys = node
-            .writes
-            .iter()
-            .rev()
-            .find_map(|(_, w)| match w {
-                Write::PreKeys(record) => Some(record),
-                _ => None,
-            })
-            .unwrap_or(&node.keys.prekeys);
-        let prekeys = PreKeys::from_record(prekeys).expect("its own prekeys record");
-        self.nodes[at].messenger =
+        let node = &mut self.nodes[at];
+        let expected = restore(&node.writes);
+        let (identity, device, prekeys, state) = if let Some(old) = node.store.take() {
+            drop(old.store);
+            let key = DatabaseKey::from_key_file(&old.key_file).expect("its key file");
+            let store = Store::open(&old.dir, &key).expect("the store opens again");
+            let identity = store.load_identity().expect("identity loads").expect("saved");
+            let key = *identity.public().signing_key();
+            let device = store.load_device(&key).expect("device loads").expect("saved");
+            let prekeys = store.load_prekeys().expect("prekeys load").expect("saved");
+            let state = store.load_state().expect("the state loads");
+            assert_eq!(
+                state_digest(&state),
+                state_digest(&expected),
+                "node {at}: the store and the writes disagree"
+            );
+            node.store = Some(NodeStore { store, ..old });
+            (identity, device, prekeys, state)
+        } else {
+            let identity = identity_of(&node.keys.seed);
+            let key = *identity.public().signing_key();
+            let device =
+                Device::from_record(&node.keys.device, &key).expect("its own device record");
+            let prekeys = node
+                .writes
+                .iter()
+                .rev()
+                .find_map(|(_, w)| match w {
+                    Write::PreKeys(record) => Some(record),
+                    _ => None,
+                })
+                .unwrap_or(&node.keys.prekeys);
+            let prekeys = PreKeys::from_record(prekeys).expect("its own prekeys record");
+            (identity, device, prekeys, expected)
+        };
+        node.messenger =
             Messenger::new(identity, device, prekeys, state).expect("restored contacts agree");
         self.set_online(at, true);
     }
@@ -688,6 +771,7 @@ pub fn restore(writes: &[(UnixMillis, Write)]) -> State {
     let mut received = Vec::new();
     let mut envelopes = Vec::new();
     let mut settings = xchat_core::record::Settings::default();
+    let mut transfers = BTreeMap::new();
     for (_, write) in writes {
         match write {
             Write::PreKeys(_) => {}
@@ -734,6 +818,12 @@ pub fn restore(writes: &[(UnixMillis, Write)]) -> State {
             Write::Settings(s) => settings = *s,
             Write::SeenEnvelope { hash, contact, message } => {
                 envelopes.push((*hash, *contact, *message));
+            }
+            Write::Transfer(transfer) => {
+                transfers.insert(transfer.file(), (**transfer).clone());
+            }
+            Write::DeleteTransfer(file) => {
+                transfers.remove(file);
             }
         }
     }
@@ -786,7 +876,15 @@ pub fn restore(writes: &[(UnixMillis, Write)]) -> State {
             expiring.push((*id, at));
         }
     }
+    let attachments = messages
+        .iter()
+        .filter_map(|(id, (record, _))| {
+            Some((*id, record.file?)).filter(|_| !record.timer.is_off())
+        })
+        .collect();
     State {
+        transfers: transfers.into_values().filter(|t| t.state.is_open()).collect(),
+        attachments,
         contacts: contacts.into_values().collect(),
         peers,
         conversations: conversations.into_values().collect(),
@@ -799,4 +897,67 @@ pub fn restore(writes: &[(UnixMillis, Write)]) -> State {
         envelopes,
         settings,
     }
+}
+
+/// A canonical text of everything in `state` (records re-encoded, lists
+/// sorted where their order carries no meaning), to compare two states.
+pub fn state_digest(state: &State) -> String {
+    use std::fmt::Write as _;
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().fold(String::new(), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+    }
+    let mut contacts: Vec<String> = state.contacts.iter().map(|c| format!("{c:?}")).collect();
+    contacts.sort();
+    let mut peers: Vec<String> = state
+        .peers
+        .iter()
+        .map(|(identity, device)| {
+            let archived: Vec<String> =
+                device.archived.iter().map(|s| hex(&s.to_record())).collect();
+            format!(
+                "{} {} session={:?} archived={archived:?} initiation={:?} accepted={:?}",
+                hex(&identity.to_bytes()),
+                hex(&device.certificate.to_bytes()),
+                device.session.as_ref().map(|s| hex(&s.to_record())),
+                device.initiation.as_deref().map(hex),
+                device.accepted_initiations,
+            )
+        })
+        .collect();
+    peers.sort();
+    let sorted = |items: Vec<String>| {
+        let mut items = items;
+        items.sort();
+        items
+    };
+    let conversations = sorted(state.conversations.iter().map(|c| format!("{c:?}")).collect());
+    let outbox = sorted(state.outbox.iter().map(|e| format!("{e:?}")).collect());
+    let waiting = sorted(
+        state
+            .waiting
+            .iter()
+            .map(|w| format!("{:?} {:?} {} {:?}", w.message, w.contact, hex(&w.content), w.awaits))
+            .collect(),
+    );
+    let sent = sorted(state.sent.iter().map(|x| format!("{x:?}")).collect());
+    let unread = sorted(state.unread.iter().map(|x| format!("{x:?}")).collect());
+    let expiring = sorted(state.expiring.iter().map(|x| format!("{x:?}")).collect());
+    let transfers = sorted(
+        state
+            .transfers
+            .iter()
+            .map(|t| format!("{t:?} key={}", hex(&t.descriptor.key().to_bytes()[..])))
+            .collect(),
+    );
+    let attachments = sorted(state.attachments.iter().map(|x| format!("{x:?}")).collect());
+    format!(
+        "contacts {contacts:#?}\npeers {peers:#?}\nconversations {conversations:#?}\n\
+         outbox {outbox:#?}\nwaiting {waiting:#?}\nsent {sent:#?}\nunread {unread:#?}\n\
+         expiring {expiring:#?}\ntransfers {transfers:#?}\nattachments {attachments:#?}\n\
+         received {:?}\nenvelopes {:?}\nsettings {:?}",
+        state.received, state.envelopes, state.settings
+    )
 }
