@@ -181,3 +181,66 @@ async fn unacknowledged_envelopes_fill_the_inbound_budget_until_acknowledged() {
     assert_eq!(got, envelope(3));
     within(retried).await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_past_the_pending_limit_are_refused_busy() {
+    let alice = common::start_with(xchat_net::Config {
+        limits: xchat_net::Limits { max_pending_deliveries: 1, ..xchat_net::Limits::default() },
+        ..common::config(common::memory_address())
+    })
+    .await;
+    let mut bob = start(Transport::Memory).await;
+    alice.handle.add_address(bob.peer, bob.address.clone()).await.unwrap();
+    let first = tokio::spawn({
+        let (handle, peer) = (alice.handle.clone(), bob.peer);
+        async move { handle.deliver(peer, envelope(1)).await }
+    });
+    // Bob holds the first unacknowledged: it stays pending at Alice.
+    let delivery = wait_for(&mut bob.events, |event| match event {
+        Event::EnvelopeReceived { delivery, .. } => Some(delivery),
+        _ => None,
+    })
+    .await;
+    let second = within(alice.handle.deliver(bob.peer, envelope(2))).await;
+    assert_eq!(second, Err(DeliverError::Busy));
+    bob.handle.acknowledge(delivery).await.unwrap();
+    within(first).await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_incoming_limit_are_refused() {
+    let bob = common::start_with(xchat_net::Config {
+        limits: xchat_net::Limits { max_established_incoming: 1, ..xchat_net::Limits::default() },
+        ..common::config("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+    })
+    .await;
+    let alice = start(Transport::Tcp).await;
+    let mut carol = start(Transport::Tcp).await;
+    alice.handle.dial(bob.peer, vec![bob.address.clone()]).await.unwrap();
+    // Carol's handshake completes on her side, then Bob closes the
+    // connection he will not count: she sees it fail or close.
+    let bob_peer = bob.peer;
+    if within(carol.handle.dial(bob.peer, vec![bob.address.clone()])).await.is_ok() {
+        wait_for(&mut carol.events, |event| match event {
+            Event::PeerDisconnected { peer } if peer == bob_peer => Some(()),
+            _ => None,
+        })
+        .await;
+    }
+    // Bob holds Alice's connection only.
+    assert_eq!(bob.handle.connected_peers().await.unwrap(), vec![alice.peer]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_peer_is_reported_disconnected() {
+    let mut alice = start(Transport::Tcp).await;
+    let bob = start(Transport::Tcp).await;
+    alice.handle.dial(bob.peer, vec![bob.address.clone()]).await.unwrap();
+    let bob_peer = bob.peer;
+    drop(bob); // Bob's task ends and his connections close.
+    wait_for(&mut alice.events, |event| match event {
+        Event::PeerDisconnected { peer } if peer == bob_peer => Some(()),
+        _ => None,
+    })
+    .await;
+}
