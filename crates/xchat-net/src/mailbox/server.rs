@@ -1,0 +1,396 @@
+//! A mailbox node's side of `/xchat/mailbox/1`, sans-IO: bytes and the
+//! node's clock in, a [`Response`] out. The network task feeds it; tests
+//! drive it with a fake clock.
+//!
+//! Order of checks for each request, cheapest refusal first: decode within
+//! [`MAX_REQUEST_BYTES`](xchat_proto::mailbox::MAX_REQUEST_BYTES) (in the
+//! codec, before allocation), responsibility (store only), proof of work or
+//! signature and clock skew, replayed nonce, quotas. Nothing is stored or
+//! remembered for a request that is refused.
+
+use std::collections::HashMap;
+
+use xchat_proto::mailbox::{
+    ErrorCode, Fetched, Item, MAX_FETCH_ITEMS, MAX_REQUEST_SKEW_MS, REQUEST_NONCE_BYTES, Response,
+    UnverifiedRequest,
+};
+
+use super::Config;
+use super::storage::{ItemRecord, MailboxKey, Storage};
+
+/// How long an accepted fetch or delete nonce is remembered: a request
+/// older than the skew is refused as stale, so twice the skew covers every
+/// clock a replay could be accepted under.
+pub const NONCE_MEMORY_MS: u64 = 2 * MAX_REQUEST_SKEW_MS;
+/// How often expired items and nonces are purged, at most (one minute).
+pub const PURGE_INTERVAL_MS: u64 = 60 * 1000;
+
+/// The mailbox node: its policy, its storage and the nonces it accepted.
+pub struct Server {
+    config: Config,
+    storage: Box<dyn Storage>,
+    /// Accepted nonces and when each may be forgotten; at most
+    /// [`Config::max_remembered_nonces`].
+    nonces: HashMap<[u8; REQUEST_NONCE_BYTES], u64>,
+    next_purge_ms: u64,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.config)
+            .field("nonces", &self.nonces.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A node with `config` keeping envelopes in `storage`.
+    pub fn new(config: Config, storage: Box<dyn Storage>) -> Self {
+        Self { config, storage, nonces: HashMap::new(), next_purge_ms: 0 }
+    }
+
+    /// The node's policy.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Answers `request` (bytes from the network) at `now_ms` (ms since the
+    /// Unix epoch by this node's clock). `responsible` tells whether this
+    /// node is among those that keep a mailbox (from its DHT view).
+    pub fn handle(
+        &mut self,
+        now_ms: u64,
+        request: &[u8],
+        responsible: impl FnOnce(&MailboxKey) -> bool,
+    ) -> Response {
+        self.purge(now_ms);
+        match self.answer(now_ms, request, responsible) {
+            Ok(response) => response,
+            Err(code) => Response::Refused(code),
+        }
+    }
+
+    fn answer(
+        &mut self,
+        now_ms: u64,
+        request: &[u8],
+        responsible: impl FnOnce(&MailboxKey) -> bool,
+    ) -> Result<Response, ErrorCode> {
+        let request =
+            UnverifiedRequest::decode(request).map_err(|error| ErrorCode::from(&error))?;
+        match request {
+            UnverifiedRequest::Store(store) => {
+                let mailbox = store.mailbox_key().to_bytes();
+                if !responsible(&mailbox) {
+                    return Err(ErrorCode::NotResponsible);
+                }
+                let store = store
+                    .verify(self.config.min_difficulty_bits)
+                    .map_err(|error| ErrorCode::from(&error))?;
+                let id = store.item_id();
+                let ttl_ms = u64::from(store.ttl_seconds().min(self.config.max_ttl_seconds)) * 1000;
+                let envelope = store.into_envelope();
+                self.check_quota(&mailbox, envelope.len() as u64)?;
+                let record = ItemRecord {
+                    id,
+                    stored_at_ms: now_ms,
+                    expires_at_ms: now_ms.saturating_add(ttl_ms),
+                    envelope,
+                };
+                self.storage.insert(&mailbox, record).map_err(internal)?;
+                Ok(Response::Stored(id))
+            }
+            UnverifiedRequest::Fetch(fetch) => {
+                let fetch = fetch.verify(now_ms).map_err(|error| ErrorCode::from(&error))?;
+                self.remember_nonce(now_ms, *fetch.nonce())?;
+                let mailbox = fetch.mailbox_key().to_bytes();
+                // One more than a page holds tells whether more remain.
+                let mut items =
+                    self.storage.list(&mailbox, now_ms, MAX_FETCH_ITEMS + 1).map_err(internal)?;
+                let mut page = Fetched::new();
+                let mut more = false;
+                for record in items.drain(..) {
+                    let item = Item::new(record.stored_at_ms, record.envelope)
+                        .map_err(|_| ErrorCode::Internal)?;
+                    if page.push(item).is_err() {
+                        more = true;
+                        break;
+                    }
+                }
+                page.set_more(more);
+                Ok(Response::Fetched(page))
+            }
+            UnverifiedRequest::Delete(delete) => {
+                let delete = delete.verify(now_ms).map_err(|error| ErrorCode::from(&error))?;
+                self.remember_nonce(now_ms, *delete.nonce())?;
+                let mailbox = delete.mailbox_key().to_bytes();
+                let count = self.storage.delete(&mailbox, delete.item_ids()).map_err(internal)?;
+                Ok(Response::Deleted { count })
+            }
+        }
+    }
+
+    /// Refuses a store that would take `mailbox` or the whole node past its
+    /// quota. An envelope already held passes: storing it again is a no-op.
+    fn check_quota(&self, mailbox: &MailboxKey, bytes: u64) -> Result<(), ErrorCode> {
+        let config = &self.config;
+        let mine = self.storage.usage(mailbox).map_err(internal)?;
+        let all = self.storage.total_usage().map_err(internal)?;
+        let full = mine.items >= config.max_items_per_mailbox
+            || mine.bytes + bytes > config.max_bytes_per_mailbox
+            || all.items >= config.max_total_items
+            || all.bytes + bytes > config.max_total_bytes;
+        if full { Err(ErrorCode::MailboxFull) } else { Ok(()) }
+    }
+
+    /// Refuses a nonce seen within [`NONCE_MEMORY_MS`], else remembers it.
+    fn remember_nonce(
+        &mut self,
+        now_ms: u64,
+        nonce: [u8; REQUEST_NONCE_BYTES],
+    ) -> Result<(), ErrorCode> {
+        if self.nonces.get(&nonce).is_some_and(|forget_at| *forget_at > now_ms) {
+            return Err(ErrorCode::Replayed);
+        }
+        if self.nonces.len() >= self.config.max_remembered_nonces {
+            self.nonces.retain(|_, forget_at| *forget_at > now_ms);
+            if self.nonces.len() >= self.config.max_remembered_nonces {
+                // Forgetting one early would let it be replayed.
+                return Err(ErrorCode::RateLimited);
+            }
+        }
+        self.nonces.insert(nonce, now_ms.saturating_add(NONCE_MEMORY_MS));
+        Ok(())
+    }
+
+    fn purge(&mut self, now_ms: u64) {
+        if now_ms < self.next_purge_ms {
+            return;
+        }
+        self.next_purge_ms = now_ms.saturating_add(PURGE_INTERVAL_MS);
+        self.nonces.retain(|_, forget_at| *forget_at > now_ms);
+        match self.storage.purge_expired(now_ms) {
+            Ok(0) => {}
+            Ok(purged) => tracing::debug!(purged, "expired mailbox items deleted"),
+            Err(error) => tracing::warn!(%error, "purging expired mailbox items failed"),
+        }
+    }
+}
+
+fn internal(error: super::storage::StorageError) -> ErrorCode {
+    tracing::warn!(%error, "mailbox storage failed");
+    ErrorCode::Internal
+}
+
+#[cfg(test)]
+mod tests {
+    use rand_chacha::ChaCha20Rng;
+    use rand_chacha::rand_core::SeedableRng;
+    use xchat_crypto::signature::SigningKey;
+    use xchat_proto::mailbox::{DeleteRequest, FetchRequest, Request, StoreRequest};
+
+    use super::*;
+    use crate::mailbox::storage::MemoryStorage;
+
+    const NOW: u64 = 1_790_000_000_000;
+    const BITS: u8 = 4;
+
+    fn server(config: Config) -> Server {
+        Server::new(config, Box::new(MemoryStorage::new()))
+    }
+
+    fn config() -> Config {
+        Config { min_difficulty_bits: BITS, ..Config::default() }
+    }
+
+    fn rng() -> ChaCha20Rng {
+        ChaCha20Rng::seed_from_u64(7)
+    }
+
+    fn mailbox(rng: &mut ChaCha20Rng) -> SigningKey {
+        SigningKey::generate(rng)
+    }
+
+    fn envelope(fill: u8, len: usize) -> Vec<u8> {
+        xchat_proto::envelope::Envelope::new(vec![fill; len]).unwrap().encode()
+    }
+
+    fn store(key: &SigningKey, fill: u8, ttl: u32, bits: u8) -> Vec<u8> {
+        let request = StoreRequest::new(key.verifying_key(), envelope(fill, 400), ttl, bits);
+        Request::Store(request.unwrap()).encode()
+    }
+
+    fn fetch(key: &SigningKey, at: u64, rng: &mut ChaCha20Rng) -> Vec<u8> {
+        Request::Fetch(FetchRequest::new(key, at, rng)).encode()
+    }
+
+    fn fetched(response: Response) -> Vec<Item> {
+        match response {
+            Response::Fetched(page) => page.into_items(),
+            other => panic!("expected items, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn stored_envelope_is_fetched_then_deleted_by_its_owner() {
+        let (mut rng, mut server) = (rng(), server(config()));
+        let owner = mailbox(&mut rng);
+        let Response::Stored(id) = server.handle(NOW, &store(&owner, 1, 3600, BITS), |_| true)
+        else {
+            panic!("not stored")
+        };
+        let items = fetched(server.handle(NOW + 1, &fetch(&owner, NOW, &mut rng), |_| false));
+        assert_eq!(items.len(), 1);
+        assert_eq!((items[0].id(), items[0].stored_at_ms()), (id, NOW));
+        assert_eq!(items[0].envelope(), envelope(1, 400));
+
+        let delete = DeleteRequest::new(&owner, NOW, vec![id], &mut rng).unwrap();
+        let response = server.handle(NOW + 2, &Request::Delete(delete).encode(), |_| true);
+        assert_eq!(response, Response::Deleted { count: 1 });
+        assert!(
+            fetched(server.handle(NOW + 3, &fetch(&owner, NOW, &mut rng), |_| true)).is_empty()
+        );
+    }
+
+    #[test]
+    fn store_with_too_little_work_is_refused() {
+        let (mut rng, mut server) = (rng(), server(config()));
+        let owner = mailbox(&mut rng);
+        let response = server.handle(NOW, &store(&owner, 1, 60, BITS - 1), |_| true);
+        assert_eq!(response, Response::Refused(ErrorCode::InsufficientWork));
+        assert!(fetched(server.handle(NOW, &fetch(&owner, NOW, &mut rng), |_| true)).is_empty());
+    }
+
+    #[test]
+    fn stamp_that_does_not_hold_is_refused() {
+        let (mut rng, mut server) = (rng(), server(config()));
+        let owner = mailbox(&mut rng);
+        // A stamp minted for one envelope does not cover another: find a
+        // stored request's envelope bytes and change one.
+        let mut bytes = store(&owner, 1, 60, 12);
+        let at = bytes.windows(8).position(|w| w == [1; 8]).unwrap();
+        bytes[at] = 2;
+        let response = server.handle(NOW, &bytes, |_| true);
+        assert_eq!(response, Response::Refused(ErrorCode::InsufficientWork));
+    }
+
+    #[test]
+    fn fetch_signed_for_another_mailbox_is_refused() {
+        let (mut rng, mut server) = (rng(), server(config()));
+        let (owner, thief) = (mailbox(&mut rng), mailbox(&mut rng));
+        server.handle(NOW, &store(&owner, 1, 60, BITS), |_| true);
+        // The thief signs with its key and names the owner's mailbox.
+        let mut forged = fetch(&thief, NOW, &mut rng);
+        let (theirs, ours) = (thief.verifying_key().to_bytes(), owner.verifying_key().to_bytes());
+        let at = forged.windows(32).position(|w| w == theirs).unwrap();
+        forged[at..at + 32].copy_from_slice(&ours);
+        let response = server.handle(NOW, &forged, |_| true);
+        assert_eq!(response, Response::Refused(ErrorCode::InvalidSignature));
+    }
+
+    #[test]
+    fn replayed_and_stale_fetches_are_refused() {
+        let (mut rng, mut server) = (rng(), server(config()));
+        let owner = mailbox(&mut rng);
+        let request = fetch(&owner, NOW, &mut rng);
+        assert!(matches!(server.handle(NOW, &request, |_| true), Response::Fetched(_)));
+        let again = server.handle(NOW + 1000, &request, |_| true);
+        assert_eq!(again, Response::Refused(ErrorCode::Replayed));
+        let stale = server.handle(NOW + MAX_REQUEST_SKEW_MS + 1, &request, |_| true);
+        assert_eq!(stale, Response::Refused(ErrorCode::Stale));
+    }
+
+    #[test]
+    fn nonce_memory_is_bounded_and_refuses_rather_than_forgets() {
+        let mut server = server(Config { max_remembered_nonces: 2, ..config() });
+        let mut rng = rng();
+        let owner = mailbox(&mut rng);
+        for _ in 0..2 {
+            let response = server.handle(NOW, &fetch(&owner, NOW, &mut rng), |_| true);
+            assert!(matches!(response, Response::Fetched(_)));
+        }
+        let full = server.handle(NOW, &fetch(&owner, NOW, &mut rng), |_| true);
+        assert_eq!(full, Response::Refused(ErrorCode::RateLimited));
+        // Once the remembered nonces may be forgotten, fetches pass again.
+        let later = NOW + NONCE_MEMORY_MS + 1;
+        let response = server.handle(later, &fetch(&owner, later, &mut rng), |_| true);
+        assert!(matches!(response, Response::Fetched(_)));
+    }
+
+    #[test]
+    fn store_for_a_mailbox_the_node_does_not_keep_is_refused() {
+        let (mut rng, mut server) = (rng(), server(config()));
+        let owner = mailbox(&mut rng);
+        let response = server.handle(NOW, &store(&owner, 1, 60, BITS), |_| false);
+        assert_eq!(response, Response::Refused(ErrorCode::NotResponsible));
+    }
+
+    #[test]
+    fn mailbox_and_node_quotas_refuse_more() {
+        let mut server =
+            server(Config { max_items_per_mailbox: 2, max_total_items: 3, ..config() });
+        let mut rng = rng();
+        let (alice, bob) = (mailbox(&mut rng), mailbox(&mut rng));
+        for fill in 0..2 {
+            let response = server.handle(NOW, &store(&alice, fill, 60, BITS), |_| true);
+            assert!(matches!(response, Response::Stored(_)));
+        }
+        let response = server.handle(NOW, &store(&alice, 9, 60, BITS), |_| true);
+        assert_eq!(response, Response::Refused(ErrorCode::MailboxFull));
+        assert!(matches!(
+            server.handle(NOW, &store(&bob, 1, 60, BITS), |_| true),
+            Response::Stored(_)
+        ));
+        let response = server.handle(NOW, &store(&bob, 2, 60, BITS), |_| true);
+        assert_eq!(response, Response::Refused(ErrorCode::MailboxFull), "node full");
+    }
+
+    #[test]
+    fn ttl_is_capped_and_expired_items_are_purged() {
+        let mut server = server(Config { max_ttl_seconds: 60, ..config() });
+        let mut rng = rng();
+        let owner = mailbox(&mut rng);
+        server.handle(NOW, &store(&owner, 1, 3600, BITS), |_| true);
+        let at = NOW + 59_000;
+        assert_eq!(fetched(server.handle(at, &fetch(&owner, at, &mut rng), |_| true)).len(), 1);
+        // Past the node's cap, not the sender's hour.
+        let at = NOW + 61_000 + PURGE_INTERVAL_MS;
+        assert!(fetched(server.handle(at, &fetch(&owner, at, &mut rng), |_| true)).is_empty());
+        assert_eq!(server.storage.total_usage().unwrap().items, 0, "purged, not only hidden");
+    }
+
+    #[test]
+    fn garbage_is_refused_as_malformed() {
+        let mut server = server(config());
+        for bytes in [&b""[..], b"\xff\xff\xff", &[0x0a; 64]] {
+            let response = server.handle(NOW, bytes, |_| true);
+            assert_eq!(response, Response::Refused(ErrorCode::Malformed), "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn a_full_page_says_more_remain() {
+        let mut server = server(Config { max_items_per_mailbox: 1000, ..config() });
+        let mut rng = rng();
+        let owner = mailbox(&mut rng);
+        for i in 0..=MAX_FETCH_ITEMS {
+            let fill = u8::try_from(i % 256).unwrap();
+            let envelope = xchat_proto::envelope::Envelope::new(
+                [vec![fill; 400], (i as u32).to_be_bytes().to_vec()].concat(),
+            )
+            .unwrap()
+            .encode();
+            let request = StoreRequest::new(owner.verifying_key(), envelope, 60, BITS).unwrap();
+            let stored = server.handle(NOW, &Request::Store(request).encode(), |_| true);
+            assert!(matches!(stored, Response::Stored(_)));
+        }
+        match server.handle(NOW, &fetch(&owner, NOW, &mut rng), |_| true) {
+            Response::Fetched(page) => {
+                assert_eq!(page.items().len(), MAX_FETCH_ITEMS);
+                assert!(page.more());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,171 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `/xchat/mailbox/1` on a real network of nodes (memory transport): an
+//! envelope left while its recipient is offline lands on the nodes closest to
+//! the mailbox, survives one of them going away, and is fetched and deleted
+//! by the mailbox's owner only.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::SeedableRng;
+use xchat_crypto::signature::SigningKey;
+use xchat_net::multiaddr::Protocol;
+use xchat_net::{Config, DhtMode, NetworkHandle, PeerId, mailbox};
+use xchat_proto::mailbox::{
+    DeleteRequest, ErrorCode, FetchRequest, ItemId, Request, Response, StoreRequest,
+};
+
+use common::{Node, envelope, memory_address, start_with, within};
+
+/// Stamps in tests: cheap, and still checked.
+const BITS: u8 = 8;
+const MAILBOX_NODES: usize = 6;
+
+fn now_ms() -> u64 {
+    u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
+}
+
+fn mailbox_config() -> mailbox::Config {
+    mailbox::Config { min_difficulty_bits: BITS, ..mailbox::Config::default() }
+}
+
+async fn node(bootstrap: Option<&Node>, mailbox: Option<mailbox::Config>, dht: DhtMode) -> Node {
+    start_with(Config {
+        bootstrap_peers: bootstrap
+            .map(|boot| boot.address.clone().with(Protocol::P2p(boot.peer)))
+            .into_iter()
+            .collect(),
+        mailbox,
+        dht_mode: dht,
+        ..common::config(memory_address())
+    })
+    .await
+}
+
+/// Waits until a lookup from `handle` finds at least `count` mailbox nodes
+/// for `key` (the DHT fills as nodes bootstrap); retries a lookup at a time.
+async fn nodes_for(handle: &NetworkHandle, key: &mailbox::MailboxKey, count: usize) -> Vec<PeerId> {
+    within(async {
+        loop {
+            let nodes = handle.mailbox_nodes(key).await.unwrap();
+            if nodes.len() >= count {
+                return nodes;
+            }
+            handle.bootstrap().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
+async fn fetch_from(
+    handle: &NetworkHandle,
+    peer: PeerId,
+    owner: &SigningKey,
+    rng: &mut ChaCha20Rng,
+) -> Option<Vec<ItemId>> {
+    let fetch = Request::Fetch(FetchRequest::new(owner, now_ms(), rng));
+    match handle.mailbox_request(peer, fetch).await {
+        Ok(Response::Fetched(page)) => Some(page.items().iter().map(|item| item.id()).collect()),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envelope_left_for_an_offline_device_is_fetched_after_a_mailbox_node_left() {
+    let mut rng = ChaCha20Rng::seed_from_u64(4);
+    let owner = SigningKey::generate(&mut rng);
+    let key = owner.verifying_key().to_bytes();
+
+    let first = node(None, Some(mailbox_config()), DhtMode::Server).await;
+    let mut mailbox_nodes = vec![first];
+    for _ in 1..MAILBOX_NODES {
+        let next = node(Some(&mailbox_nodes[0]), Some(mailbox_config()), DhtMode::Server).await;
+        mailbox_nodes.push(next);
+    }
+    // Devices ask the DHT and keep no mailboxes.
+    let sender = node(Some(&mailbox_nodes[0]), None, DhtMode::Client).await;
+    nodes_for(&sender.handle, &key, mailbox::REPLICAS).await;
+
+    let sealed = envelope(0xE1);
+    let store = StoreRequest::new(owner.verifying_key(), sealed.encode(), 3600, BITS).unwrap();
+    let id = store.item_id();
+    let outcomes = within(sender.handle.store_in_mailbox(store, mailbox::REPLICAS)).await.unwrap();
+    let holders: Vec<PeerId> = outcomes
+        .iter()
+        .filter(|(_, outcome)| *outcome == Ok(Response::Stored(id)))
+        .map(|(peer, _)| *peer)
+        .collect();
+    assert_eq!(holders.len(), mailbox::REPLICAS, "{outcomes:?}");
+
+    // One holder leaves for good.
+    let gone = mailbox_nodes.iter().position(|node| node.peer == holders[0]).unwrap();
+    drop(mailbox_nodes.remove(gone));
+
+    // The recipient comes online afterwards and asks its mailbox's nodes.
+    let recipient = node(Some(&mailbox_nodes[0]), None, DhtMode::Client).await;
+    let nodes = nodes_for(&recipient.handle, &key, mailbox::REPLICAS).await;
+    let mut found = Vec::new();
+    for peer in &nodes {
+        let ids = fetch_from(&recipient.handle, *peer, &owner, &mut rng).await;
+        if ids.is_some_and(|ids| ids.contains(&id)) {
+            found.push(*peer);
+        }
+    }
+    assert!(found.len() >= mailbox::REPLICAS - 1, "found on {found:?} of {nodes:?}");
+
+    // Another key's signed fetch lists its own mailbox, which is empty: a
+    // mailbox is only ever read with its own key (a forged signature is
+    // refused: `mailbox::server` tests).
+    let stranger = SigningKey::generate(&mut rng);
+    for peer in &found {
+        let fetch = Request::Fetch(FetchRequest::new(&stranger, now_ms(), &mut rng));
+        let response = recipient.handle.mailbox_request(*peer, fetch).await.unwrap();
+        assert_eq!(
+            response,
+            Response::Fetched(xchat_proto::mailbox::Fetched::new()),
+            "other mailbox is empty"
+        );
+    }
+
+    // The owner deletes it everywhere; it is gone.
+    for peer in &found {
+        let delete = DeleteRequest::new(&owner, now_ms(), vec![id], &mut rng).unwrap();
+        let response = recipient.handle.mailbox_request(*peer, Request::Delete(delete)).await;
+        assert_eq!(response, Ok(Response::Deleted { count: 1 }));
+        assert_eq!(fetch_from(&recipient.handle, *peer, &owner, &mut rng).await, Some(Vec::new()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_without_enough_work_is_refused_and_honest_store_flows() {
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let owner = SigningKey::generate(&mut rng);
+    let keeper = node(None, Some(mailbox_config()), DhtMode::Server).await;
+    let sender = node(None, None, DhtMode::Client).await;
+    sender.handle.add_address(keeper.peer, keeper.address.clone()).await.unwrap();
+
+    let cheap =
+        StoreRequest::new(owner.verifying_key(), envelope(1).encode(), 60, BITS - 4).unwrap();
+    let response = sender.handle.mailbox_request(keeper.peer, Request::Store(cheap)).await;
+    assert_eq!(response, Ok(Response::Refused(ErrorCode::InsufficientWork)));
+
+    let honest = StoreRequest::new(owner.verifying_key(), envelope(2).encode(), 60, BITS).unwrap();
+    let id = honest.item_id();
+    let response = sender.handle.mailbox_request(keeper.peer, Request::Store(honest)).await;
+    assert_eq!(response, Ok(Response::Stored(id)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_keeping_no_mailboxes_does_not_offer_the_protocol() {
+    let mut rng = ChaCha20Rng::seed_from_u64(6);
+    let owner = SigningKey::generate(&mut rng);
+    let device = node(None, None, DhtMode::Client).await;
+    let sender = node(None, None, DhtMode::Client).await;
+    sender.handle.add_address(device.peer, device.address.clone()).await.unwrap();
+    let store = StoreRequest::new(owner.verifying_key(), envelope(3).encode(), 60, BITS).unwrap();
+    let response = sender.handle.mailbox_request(device.peer, Request::Store(store)).await;
+    assert_eq!(response, Err(xchat_net::MailboxError::UnsupportedProtocol));
+}
