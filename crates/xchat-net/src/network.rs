@@ -888,7 +888,7 @@ impl Network {
                 let replicas = server.config().replicas;
                 let local = kad::KBucketKey::from(*self.swarm.local_peer_id());
                 let kad = &mut self.swarm.behaviour_mut().kad;
-                let response = server.handle(unix_now_ms(), &request.bytes, |mailbox| {
+                let response = server.handle(unix_now_ms(), peer, &request.bytes, |mailbox| {
                     keeps(kad, local, mailbox, replicas)
                 });
                 if let MailboxResponse::Refused(code) = &response {

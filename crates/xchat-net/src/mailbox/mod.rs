@@ -54,6 +54,13 @@ pub const MAX_TOTAL_ITEMS: u64 = 65_536;
 pub const MAX_TOTAL_BYTES: u64 = 1024 * 1024 * 1024;
 /// Most fetch and delete nonces a node remembers against replays.
 pub const MAX_REMEMBERED_NONCES: usize = 65_536;
+/// Mailbox requests one peer may make per second, sustained.
+pub const REQUESTS_PER_SECOND_PER_PEER: u64 = 10;
+/// Mailbox requests one peer may make at once after a quiet spell.
+pub const REQUEST_BURST_PER_PEER: u64 = 64;
+/// Most peers whose request rate a node tracks at once; past it, peers
+/// that have been quiet long enough to be owed a full burst are forgotten.
+pub const MAX_RATE_TRACKED_PEERS: usize = 4096;
 /// Most bytes of inbound mailbox requests a node holds while reading them,
 /// all peers together (32 MiB).
 pub const MAX_INBOUND_MAILBOX_BYTES: usize = 32 * 1024 * 1024;
@@ -84,6 +91,10 @@ pub struct Config {
     pub max_total_bytes: u64,
     /// See [`MAX_REMEMBERED_NONCES`].
     pub max_remembered_nonces: usize,
+    /// See [`REQUESTS_PER_SECOND_PER_PEER`].
+    pub requests_per_second_per_peer: u64,
+    /// See [`REQUEST_BURST_PER_PEER`].
+    pub request_burst_per_peer: u64,
 }
 
 impl Default for Config {
@@ -97,6 +108,8 @@ impl Default for Config {
             max_total_items: MAX_TOTAL_ITEMS,
             max_total_bytes: MAX_TOTAL_BYTES,
             max_remembered_nonces: MAX_REMEMBERED_NONCES,
+            requests_per_second_per_peer: REQUESTS_PER_SECOND_PER_PEER,
+            request_burst_per_peer: REQUEST_BURST_PER_PEER,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! node's clock in, a [`Response`] out. The network task feeds it; tests
 //! drive it with a fake clock.
 //!
-//! Order of checks for each request, cheapest refusal first: decode within
+//! Order of checks for each request, cheapest refusal first: the peer's
+//! request rate (a token bucket per peer), decode within
 //! [`MAX_REQUEST_BYTES`](xchat_proto::mailbox::MAX_REQUEST_BYTES) (in the
 //! codec, before allocation), responsibility (store only), proof of work or
 //! signature and clock skew, replayed nonce, quotas. Nothing is stored or
@@ -10,13 +11,15 @@
 
 use std::collections::HashMap;
 
+use libp2p::PeerId;
+
 use xchat_proto::mailbox::{
     ErrorCode, Fetched, Item, MAX_FETCH_ITEMS, MAX_REQUEST_SKEW_MS, REQUEST_NONCE_BYTES, Response,
     UnverifiedRequest,
 };
 
-use super::Config;
 use super::storage::{ItemRecord, MailboxKey, Storage};
+use super::{Config, MAX_RATE_TRACKED_PEERS};
 
 /// How long an accepted fetch or delete nonce is remembered: a request
 /// older than the skew is refused as stale, so twice the skew covers every
@@ -32,7 +35,18 @@ pub struct Server {
     /// Accepted nonces and when each may be forgotten; at most
     /// [`Config::max_remembered_nonces`].
     nonces: HashMap<[u8; REQUEST_NONCE_BYTES], u64>,
+    /// Each recent peer's request allowance (token bucket), at most
+    /// [`MAX_RATE_TRACKED_PEERS`].
+    allowances: HashMap<PeerId, Allowance>,
     next_purge_ms: u64,
+}
+
+/// A peer's token bucket, in thousandths of a request so that slow refills
+/// are not lost to rounding.
+#[derive(Debug, Clone, Copy)]
+struct Allowance {
+    milli_requests: u64,
+    updated_ms: u64,
 }
 
 impl std::fmt::Debug for Server {
@@ -47,7 +61,13 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// A node with `config` keeping envelopes in `storage`.
     pub fn new(config: Config, storage: Box<dyn Storage>) -> Self {
-        Self { config, storage, nonces: HashMap::new(), next_purge_ms: 0 }
+        Self {
+            config,
+            storage,
+            nonces: HashMap::new(),
+            allowances: HashMap::new(),
+            next_purge_ms: 0,
+        }
     }
 
     /// The node's policy.
@@ -55,16 +75,21 @@ impl Server {
         &self.config
     }
 
-    /// Answers `request` (bytes from the network) at `now_ms` (ms since the
-    /// Unix epoch by this node's clock). `responsible` tells whether this
-    /// node is among those that keep a mailbox (from its DHT view).
+    /// Answers `request` (bytes from the network) from `peer` at `now_ms`
+    /// (ms since the Unix epoch by this node's clock). `responsible` tells
+    /// whether this node is among those that keep a mailbox (from its DHT
+    /// view). A peer past its request rate is refused before decoding.
     pub fn handle(
         &mut self,
         now_ms: u64,
+        peer: PeerId,
         request: &[u8],
         responsible: impl FnOnce(&MailboxKey) -> bool,
     ) -> Response {
         self.purge(now_ms);
+        if !self.admit(now_ms, peer) {
+            return Response::Refused(ErrorCode::RateLimited);
+        }
         match self.answer(now_ms, request, responsible) {
             Ok(response) => response,
             Err(code) => Response::Refused(code),
@@ -144,6 +169,36 @@ impl Server {
         if full { Err(ErrorCode::MailboxFull) } else { Ok(()) }
     }
 
+    /// Takes one request from `peer`'s allowance, refilled at
+    /// `requests_per_second_per_peer` up to `request_burst_per_peer`.
+    fn admit(&mut self, now_ms: u64, peer: PeerId) -> bool {
+        let burst = self.config.request_burst_per_peer.saturating_mul(1000);
+        let rate = self.config.requests_per_second_per_peer;
+        let refilled = |allowance: &Allowance| {
+            let elapsed_ms = now_ms.saturating_sub(allowance.updated_ms);
+            allowance.milli_requests.saturating_add(elapsed_ms.saturating_mul(rate)).min(burst)
+        };
+        if !self.allowances.contains_key(&peer) && self.allowances.len() >= MAX_RATE_TRACKED_PEERS {
+            // Forget the peers owed a full burst: tracking them changes nothing.
+            self.allowances.retain(|_, allowance| refilled(allowance) < burst);
+            if self.allowances.len() >= MAX_RATE_TRACKED_PEERS {
+                return false;
+            }
+        }
+        let allowance = self
+            .allowances
+            .entry(peer)
+            .or_insert(Allowance { milli_requests: burst, updated_ms: now_ms });
+        let available = refilled(allowance);
+        allowance.updated_ms = now_ms;
+        if available < 1000 {
+            allowance.milli_requests = available;
+            return false;
+        }
+        allowance.milli_requests = available - 1000;
+        true
+    }
+
     /// Refuses a nonce seen within [`NONCE_MEMORY_MS`], else remembers it.
     fn remember_nonce(
         &mut self,
@@ -195,13 +250,17 @@ mod tests {
 
     const NOW: u64 = 1_790_000_000_000;
     const BITS: u8 = 4;
+    /// Every request in these tests comes from this peer, unless a test
+    /// says otherwise.
+    static PEER: std::sync::LazyLock<PeerId> = std::sync::LazyLock::new(PeerId::random);
 
     fn server(config: Config) -> Server {
         Server::new(config, Box::new(MemoryStorage::new()))
     }
 
     fn config() -> Config {
-        Config { min_difficulty_bits: BITS, ..Config::default() }
+        // No rate limit in the way, except in its own test.
+        Config { min_difficulty_bits: BITS, request_burst_per_peer: 10_000, ..Config::default() }
     }
 
     fn rng() -> ChaCha20Rng {
@@ -236,20 +295,23 @@ mod tests {
     fn stored_envelope_is_fetched_then_deleted_by_its_owner() {
         let (mut rng, mut server) = (rng(), server(config()));
         let owner = mailbox(&mut rng);
-        let Response::Stored(id) = server.handle(NOW, &store(&owner, 1, 3600, BITS), |_| true)
+        let Response::Stored(id) =
+            server.handle(NOW, *PEER, &store(&owner, 1, 3600, BITS), |_| true)
         else {
             panic!("not stored")
         };
-        let items = fetched(server.handle(NOW + 1, &fetch(&owner, NOW, &mut rng), |_| false));
+        let items =
+            fetched(server.handle(NOW + 1, *PEER, &fetch(&owner, NOW, &mut rng), |_| false));
         assert_eq!(items.len(), 1);
         assert_eq!((items[0].id(), items[0].stored_at_ms()), (id, NOW));
         assert_eq!(items[0].envelope(), envelope(1, 400));
 
         let delete = DeleteRequest::new(&owner, NOW, vec![id], &mut rng).unwrap();
-        let response = server.handle(NOW + 2, &Request::Delete(delete).encode(), |_| true);
+        let response = server.handle(NOW + 2, *PEER, &Request::Delete(delete).encode(), |_| true);
         assert_eq!(response, Response::Deleted { count: 1 });
         assert!(
-            fetched(server.handle(NOW + 3, &fetch(&owner, NOW, &mut rng), |_| true)).is_empty()
+            fetched(server.handle(NOW + 3, *PEER, &fetch(&owner, NOW, &mut rng), |_| true))
+                .is_empty()
         );
     }
 
@@ -257,9 +319,11 @@ mod tests {
     fn store_with_too_little_work_is_refused() {
         let (mut rng, mut server) = (rng(), server(config()));
         let owner = mailbox(&mut rng);
-        let response = server.handle(NOW, &store(&owner, 1, 60, BITS - 1), |_| true);
+        let response = server.handle(NOW, *PEER, &store(&owner, 1, 60, BITS - 1), |_| true);
         assert_eq!(response, Response::Refused(ErrorCode::InsufficientWork));
-        assert!(fetched(server.handle(NOW, &fetch(&owner, NOW, &mut rng), |_| true)).is_empty());
+        assert!(
+            fetched(server.handle(NOW, *PEER, &fetch(&owner, NOW, &mut rng), |_| true)).is_empty()
+        );
     }
 
     #[test]
@@ -271,7 +335,7 @@ mod tests {
         let mut bytes = store(&owner, 1, 60, 12);
         let at = bytes.windows(8).position(|w| w == [1; 8]).unwrap();
         bytes[at] = 2;
-        let response = server.handle(NOW, &bytes, |_| true);
+        let response = server.handle(NOW, *PEER, &bytes, |_| true);
         assert_eq!(response, Response::Refused(ErrorCode::InsufficientWork));
     }
 
@@ -279,13 +343,13 @@ mod tests {
     fn fetch_signed_for_another_mailbox_is_refused() {
         let (mut rng, mut server) = (rng(), server(config()));
         let (owner, thief) = (mailbox(&mut rng), mailbox(&mut rng));
-        server.handle(NOW, &store(&owner, 1, 60, BITS), |_| true);
+        server.handle(NOW, *PEER, &store(&owner, 1, 60, BITS), |_| true);
         // The thief signs with its key and names the owner's mailbox.
         let mut forged = fetch(&thief, NOW, &mut rng);
         let (theirs, ours) = (thief.verifying_key().to_bytes(), owner.verifying_key().to_bytes());
         let at = forged.windows(32).position(|w| w == theirs).unwrap();
         forged[at..at + 32].copy_from_slice(&ours);
-        let response = server.handle(NOW, &forged, |_| true);
+        let response = server.handle(NOW, *PEER, &forged, |_| true);
         assert_eq!(response, Response::Refused(ErrorCode::InvalidSignature));
     }
 
@@ -294,10 +358,10 @@ mod tests {
         let (mut rng, mut server) = (rng(), server(config()));
         let owner = mailbox(&mut rng);
         let request = fetch(&owner, NOW, &mut rng);
-        assert!(matches!(server.handle(NOW, &request, |_| true), Response::Fetched(_)));
-        let again = server.handle(NOW + 1000, &request, |_| true);
+        assert!(matches!(server.handle(NOW, *PEER, &request, |_| true), Response::Fetched(_)));
+        let again = server.handle(NOW + 1000, *PEER, &request, |_| true);
         assert_eq!(again, Response::Refused(ErrorCode::Replayed));
-        let stale = server.handle(NOW + MAX_REQUEST_SKEW_MS + 1, &request, |_| true);
+        let stale = server.handle(NOW + MAX_REQUEST_SKEW_MS + 1, *PEER, &request, |_| true);
         assert_eq!(stale, Response::Refused(ErrorCode::Stale));
     }
 
@@ -307,14 +371,14 @@ mod tests {
         let mut rng = rng();
         let owner = mailbox(&mut rng);
         for _ in 0..2 {
-            let response = server.handle(NOW, &fetch(&owner, NOW, &mut rng), |_| true);
+            let response = server.handle(NOW, *PEER, &fetch(&owner, NOW, &mut rng), |_| true);
             assert!(matches!(response, Response::Fetched(_)));
         }
-        let full = server.handle(NOW, &fetch(&owner, NOW, &mut rng), |_| true);
+        let full = server.handle(NOW, *PEER, &fetch(&owner, NOW, &mut rng), |_| true);
         assert_eq!(full, Response::Refused(ErrorCode::RateLimited));
         // Once the remembered nonces may be forgotten, fetches pass again.
         let later = NOW + NONCE_MEMORY_MS + 1;
-        let response = server.handle(later, &fetch(&owner, later, &mut rng), |_| true);
+        let response = server.handle(later, *PEER, &fetch(&owner, later, &mut rng), |_| true);
         assert!(matches!(response, Response::Fetched(_)));
     }
 
@@ -322,7 +386,7 @@ mod tests {
     fn store_for_a_mailbox_the_node_does_not_keep_is_refused() {
         let (mut rng, mut server) = (rng(), server(config()));
         let owner = mailbox(&mut rng);
-        let response = server.handle(NOW, &store(&owner, 1, 60, BITS), |_| false);
+        let response = server.handle(NOW, *PEER, &store(&owner, 1, 60, BITS), |_| false);
         assert_eq!(response, Response::Refused(ErrorCode::NotResponsible));
     }
 
@@ -333,16 +397,16 @@ mod tests {
         let mut rng = rng();
         let (alice, bob) = (mailbox(&mut rng), mailbox(&mut rng));
         for fill in 0..2 {
-            let response = server.handle(NOW, &store(&alice, fill, 60, BITS), |_| true);
+            let response = server.handle(NOW, *PEER, &store(&alice, fill, 60, BITS), |_| true);
             assert!(matches!(response, Response::Stored(_)));
         }
-        let response = server.handle(NOW, &store(&alice, 9, 60, BITS), |_| true);
+        let response = server.handle(NOW, *PEER, &store(&alice, 9, 60, BITS), |_| true);
         assert_eq!(response, Response::Refused(ErrorCode::MailboxFull));
         assert!(matches!(
-            server.handle(NOW, &store(&bob, 1, 60, BITS), |_| true),
+            server.handle(NOW, *PEER, &store(&bob, 1, 60, BITS), |_| true),
             Response::Stored(_)
         ));
-        let response = server.handle(NOW, &store(&bob, 2, 60, BITS), |_| true);
+        let response = server.handle(NOW, *PEER, &store(&bob, 2, 60, BITS), |_| true);
         assert_eq!(response, Response::Refused(ErrorCode::MailboxFull), "node full");
     }
 
@@ -351,12 +415,17 @@ mod tests {
         let mut server = server(Config { max_ttl_seconds: 60, ..config() });
         let mut rng = rng();
         let owner = mailbox(&mut rng);
-        server.handle(NOW, &store(&owner, 1, 3600, BITS), |_| true);
+        server.handle(NOW, *PEER, &store(&owner, 1, 3600, BITS), |_| true);
         let at = NOW + 59_000;
-        assert_eq!(fetched(server.handle(at, &fetch(&owner, at, &mut rng), |_| true)).len(), 1);
+        assert_eq!(
+            fetched(server.handle(at, *PEER, &fetch(&owner, at, &mut rng), |_| true)).len(),
+            1
+        );
         // Past the node's cap, not the sender's hour.
         let at = NOW + 61_000 + PURGE_INTERVAL_MS;
-        assert!(fetched(server.handle(at, &fetch(&owner, at, &mut rng), |_| true)).is_empty());
+        assert!(
+            fetched(server.handle(at, *PEER, &fetch(&owner, at, &mut rng), |_| true)).is_empty()
+        );
         assert_eq!(server.storage.total_usage().unwrap().items, 0, "purged, not only hidden");
     }
 
@@ -364,7 +433,7 @@ mod tests {
     fn garbage_is_refused_as_malformed() {
         let mut server = server(config());
         for bytes in [&b""[..], b"\xff\xff\xff", &[0x0a; 64]] {
-            let response = server.handle(NOW, bytes, |_| true);
+            let response = server.handle(NOW, *PEER, bytes, |_| true);
             assert_eq!(response, Response::Refused(ErrorCode::Malformed), "{bytes:?}");
         }
     }
@@ -382,15 +451,37 @@ mod tests {
             .unwrap()
             .encode();
             let request = StoreRequest::new(owner.verifying_key(), envelope, 60, BITS).unwrap();
-            let stored = server.handle(NOW, &Request::Store(request).encode(), |_| true);
+            let stored = server.handle(NOW, *PEER, &Request::Store(request).encode(), |_| true);
             assert!(matches!(stored, Response::Stored(_)));
         }
-        match server.handle(NOW, &fetch(&owner, NOW, &mut rng), |_| true) {
+        match server.handle(NOW, *PEER, &fetch(&owner, NOW, &mut rng), |_| true) {
             Response::Fetched(page) => {
                 assert_eq!(page.items().len(), MAX_FETCH_ITEMS);
                 assert!(page.more());
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_peer_past_its_request_rate_is_refused_and_others_are_not() {
+        let mut server = server(Config {
+            requests_per_second_per_peer: 2,
+            request_burst_per_peer: 3,
+            ..config()
+        });
+        let (mut rng, greedy, other) = (rng(), PeerId::random(), PeerId::random());
+        let owner = mailbox(&mut rng);
+        let mut ask = |server: &mut Server, at: u64, peer: PeerId| {
+            server.handle(at, peer, &fetch(&owner, at, &mut rng), |_| true)
+        };
+        for _ in 0..3 {
+            assert!(matches!(ask(&mut server, NOW, greedy), Response::Fetched(_)));
+        }
+        assert_eq!(ask(&mut server, NOW, greedy), Response::Refused(ErrorCode::RateLimited));
+        assert!(matches!(ask(&mut server, NOW, other), Response::Fetched(_)));
+        // Half a second later the greedy peer has one request again.
+        assert!(matches!(ask(&mut server, NOW + 500, greedy), Response::Fetched(_)));
+        assert_eq!(ask(&mut server, NOW + 500, greedy), Response::Refused(ErrorCode::RateLimited));
     }
 }
