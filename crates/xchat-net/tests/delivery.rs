@@ -217,22 +217,35 @@ async fn connections_past_the_incoming_limit_are_refused() {
     let alice = start(Transport::Tcp).await;
     let carol = start(Transport::Tcp).await;
     alice.handle.dial(bob.peer, vec![bob.address.clone()]).await.unwrap();
+    // Alice's dial returns once her side is up; Bob's side may lag behind
+    // (a loaded machine): wait until he counts her connection, or Carol's
+    // could take the one place first.
+    within(async {
+        while bob.handle.connected_peers().await.unwrap() != vec![alice.peer] {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
     // Carol's handshake may complete on her side before Bob closes the
     // connection he will not count: her dial fails, or succeeds and the
     // connection is then closed. Either way, both settle on no connection
     // between them; wait for that rather than for one event of it.
     let _ = within(carol.handle.dial(bob.peer, vec![bob.address.clone()])).await;
-    within(async {
-        loop {
-            let bob_holds = bob.handle.connected_peers().await.unwrap();
-            let carol_holds = carol.handle.connected_peers().await.unwrap();
-            if bob_holds == vec![alice.peer] && !carol_holds.contains(&bob.peer) {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let bob_holds = bob.handle.connected_peers().await.unwrap();
+        let carol_holds = carol.handle.connected_peers().await.unwrap();
+        if bob_holds == vec![alice.peer] && !carol_holds.contains(&bob.peer) {
+            break;
         }
-    })
-    .await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bob holds {bob_holds:?}, carol holds {carol_holds:?}; alice {}, carol {}",
+            alice.peer,
+            carol.peer
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     // And it stays so: Bob refuses Carol, not Alice.
     assert_eq!(bob.handle.connected_peers().await.unwrap(), vec![alice.peer]);
 }
