@@ -482,6 +482,23 @@ impl Messenger {
         self.contacts.check_can_send(contact)?;
         let text = Text::new(text)
             .map_err(|_| CommandError::InvalidText { max: xchat_proto::content::MAX_TEXT_BYTES })?;
+        let (id, timer) = self.write_outgoing(contact, text.as_str(), None, now, rng, out);
+        let content = Content { id, sent_at_ms: now.0, timer, body: Body::Text(text) };
+        self.send_content(contact, &content, Awaits::Receipt, now, rng, out);
+        Ok(Done::MessageQueued(id))
+    }
+
+    /// Writes a new outgoing message (`Pending`, its timer started at once)
+    /// and follows it for receipts; returns its id and timer.
+    fn write_outgoing(
+        &mut self,
+        contact: ContactId,
+        text: &str,
+        file: Option<FileId>,
+        now: UnixMillis,
+        rng: &mut impl CryptoRng,
+        out: &mut Vec<Effect>,
+    ) -> (MessageId, VanishingTimer) {
         let id = MessageId::random(rng);
         let timer = self.timer(contact);
         let record = MessageRecord {
@@ -490,20 +507,21 @@ impl Messenger {
             direction: Direction::Outgoing,
             sent_at: now,
             received_at: now,
-            text: text.as_str().to_owned(),
-            file: None,
+            text: text.to_owned(),
+            file,
             status: Status::Pending,
             timer,
             expires_at: timer.duration().map(|d| now.saturating_add(d)),
         };
         if let Some(at) = record.expires_at {
             self.expiring.insert((at, id));
+            if let Some(file) = file {
+                self.attachments.insert(id, file);
+            }
         }
         out.push(Effect::Write(Write::Message(record)));
         self.sent.insert(id, contact);
-        let content = Content { id, sent_at_ms: now.0, timer, body: Body::Text(text) };
-        self.send_content(contact, &content, Awaits::Receipt, now, rng, out);
-        Ok(Done::MessageQueued(id))
+        (id, timer)
     }
 
     fn set_timer(
@@ -597,26 +615,8 @@ impl Messenger {
         if self.transfers.contains_key(&file) {
             return Err(CommandError::TransferState(TransferState::Offered));
         }
-        let id = MessageId::random(rng);
-        let timer = self.timer(contact);
-        let record = MessageRecord {
-            id,
-            contact,
-            direction: Direction::Outgoing,
-            sent_at: now,
-            received_at: now,
-            text: descriptor.name().as_str().to_owned(),
-            file: Some(file),
-            status: Status::Pending,
-            timer,
-            expires_at: timer.duration().map(|d| now.saturating_add(d)),
-        };
-        if let Some(at) = record.expires_at {
-            self.expiring.insert((at, id));
-            self.attachments.insert(id, file);
-        }
-        out.push(Effect::Write(Write::Message(record)));
-        self.sent.insert(id, contact);
+        let name = descriptor.name().as_str();
+        let (id, timer) = self.write_outgoing(contact, name, Some(file), now, rng, out);
         let transfer = TransferRecord {
             descriptor: descriptor.clone(),
             message: id,
