@@ -87,6 +87,15 @@ pub const MAILBOX_STAMP: &[u8] = b"xchat/v1/mailbox/stamp";
 /// SHA-256 prefix of a mailbox key's tweak (`mailbox.rs`).
 pub const MAILBOX_KEY_TWEAK: &[u8] = b"xchat/v1/mailbox/key-tweak";
 
+// --- Presence (byte layout: `presence.rs`) --------------------------------------
+
+/// SHA-256 prefix of a presence key's tweak (`presence.rs`).
+pub const PRESENCE_KEY_TWEAK: &[u8] = b"xchat/v1/presence/key-tweak";
+/// HKDF info of a presence record's cipher key.
+pub const PRESENCE_CIPHER_INFO: &[u8] = b"xchat/v1/presence/cipher";
+/// Context of a presence key's signature over its record.
+pub const SIG_PRESENCE: &[u8] = b"xchat/v1/sig/presence";
+
 // --- Store ----------------------------------------------------------------------
 
 /// HMAC-SHA256 message under the database key whose tag the store's plaintext

@@ -32,6 +32,7 @@ pub mod kem;
 pub mod mailbox;
 pub mod padding;
 pub mod phrase;
+pub mod presence;
 pub mod ratchet;
 pub mod safety;
 pub mod sealed;

@@ -47,7 +47,7 @@ pub fn mailbox_key(
     device: DeviceId,
     epoch: u64,
 ) -> Result<VerifyingKey, KeyError> {
-    identity.tweaked(&tweak(identity, device, epoch))
+    identity.tweaked(&epoch_tweak(kdf::MAILBOX_KEY_TWEAK, identity, device, epoch))
 }
 
 /// The secret of the mailbox key of `device` for `epoch`, which signs the
@@ -61,16 +61,18 @@ pub fn mailbox_signing_key(
     epoch: u64,
 ) -> Result<SigningKey, KeyError> {
     let signing = identity.signing_key();
-    signing.tweaked(&tweak(&signing.verifying_key(), device, epoch))
+    signing.tweaked(&epoch_tweak(kdf::MAILBOX_KEY_TWEAK, &signing.verifying_key(), device, epoch))
 }
 
-fn tweak(identity: &VerifyingKey, device: DeviceId, epoch: u64) -> [u8; 32] {
-    kdf::sha256(&[
-        kdf::MAILBOX_KEY_TWEAK,
-        &identity.to_bytes(),
-        device.as_bytes(),
-        &epoch.to_be_bytes(),
-    ])
+/// The tweak of a per-device, per-epoch key under `label` (mailbox and
+/// presence keys share the construction, told apart by their labels).
+pub(crate) fn epoch_tweak(
+    label: &[u8],
+    identity: &VerifyingKey,
+    device: DeviceId,
+    epoch: u64,
+) -> [u8; 32] {
+    kdf::sha256(&[label, &identity.to_bytes(), device.as_bytes(), &epoch.to_be_bytes()])
 }
 
 #[cfg(test)]
