@@ -261,6 +261,16 @@ impl Messenger {
         &self.refusals
     }
 
+    /// Every device of a contact this messenger knows (it has or had a
+    /// session with it), and whether it is believed reachable directly.
+    pub fn peer_devices(&self) -> impl Iterator<Item = (VerifyingKey, DeviceId, bool)> + '_ {
+        self.peers.values().flat_map(|devices| {
+            devices.values().map(|peer| {
+                (*peer.certificate.identity(), peer.certificate.device_id(), peer.reachable)
+            })
+        })
+    }
+
     /// Envelopes waiting in the outbox.
     pub fn outbox_len(&self) -> usize {
         self.outbox.len()

@@ -1,0 +1,647 @@
+//! The node's one task that owns the messenger and its store.
+//!
+//! Inputs come from the local API (commands), the network (envelopes,
+//! peers), the node's own network work (sends acknowledged or failed,
+//! bundles and mailboxes fetched) and time. They are taken in batches of up
+//! to [`GROUP_COMMIT_MAX`]: each input is handled in order, every write of
+//! the batch is committed in one transaction, and only then are envelopes
+//! acknowledged to their senders, answers given, the UI told and
+//! envelopes sent. A crash before the commit loses nothing that was
+//! acknowledged; a crash after it repeats at most some sends, which the
+//! recipients' deduplication absorbs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand_core::{OsRng, UnwrapErr};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
+use xchat_core::Messenger;
+use xchat_core::io::{CommandError, Done, Effect, Event, Input};
+use xchat_core::time::UnixMillis;
+use xchat_crypto::address::Address;
+use xchat_crypto::identity::Identity;
+use xchat_crypto::presence;
+use xchat_net::{InboundDelivery, Multiaddr, Network, NetworkHandle, PeerId};
+use xchat_store::{Store, StoreError};
+
+use crate::courier::{Courier, MAILBOX_STAMP_BITS};
+use crate::profile::{Profile, ProfileError};
+
+/// Most inputs committed in one transaction.
+pub const GROUP_COMMIT_MAX: usize = 256;
+/// Commands from the API waiting for the node.
+pub const COMMAND_QUEUE_LEN: usize = 1024;
+/// Results of the node's own network work waiting for the node.
+pub const INTERNAL_QUEUE_LEN: usize = 4096;
+/// Events kept for a slow subscriber (the API's WebSocket) before it is
+/// told it lagged.
+pub const EVENT_QUEUE_LEN: usize = 4096;
+/// Network tasks (sends, lookups, fetches) running at once.
+pub const MAX_NETWORK_TASKS: usize = 256;
+/// How often contacts' devices are looked up and this device's records
+/// published again when they are due.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+/// How often this device publishes its presence although nothing changed.
+pub const PRESENCE_REFRESH: Duration = Duration::from_secs(60 * 60);
+/// How long the node waits for a first peer before its timers run anyway
+/// (fetching mailboxes with no peer would find nothing).
+pub const STARTUP_GRACE: Duration = Duration::from_secs(5);
+
+/// How a node runs.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The network's configuration.
+    pub network: xchat_net::Config,
+    /// Proof-of-work bits minted for each mailbox store.
+    pub stamp_bits: u8,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self { network: xchat_net::Config::default(), stamp_bits: MAILBOX_STAMP_BITS }
+    }
+}
+
+/// Why a node stopped or refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The node is not running (stopped, or stopping).
+    #[error("the node is not running")]
+    Stopped,
+    /// The core refused the command.
+    #[error(transparent)]
+    Refused(#[from] CommandError),
+    /// The store failed: the node stops, and what was not committed is
+    /// done again after a restart.
+    #[error("the store failed: {0}")]
+    Store(#[from] StoreError),
+    /// The profile could not be opened.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    /// The network could not start.
+    #[error("the network could not start: {0}")]
+    Network(String),
+}
+
+/// What the node has told the network about itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// Its prekey bundle and device list are on other nodes: contacts can
+    /// start sessions with it.
+    pub prekeys_published: bool,
+    /// When its presence was last stored on other nodes, and for which
+    /// epoch: contacts can find it.
+    pub presence_published: Option<(tokio::time::Instant, u64)>,
+}
+
+type Reader = Box<dyn FnOnce(&Messenger, &Store) + Send>;
+
+enum Command {
+    Input { input: Input, reply: oneshot::Sender<Result<Done, CommandError>> },
+    Read(Reader),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A cloneable handle to a running node: commands in, events out.
+#[derive(Clone)]
+pub struct NodeHandle {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<Event>,
+    address: Address,
+    net: NetworkHandle,
+    status: watch::Receiver<NodeStatus>,
+}
+
+impl std::fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHandle").field("address", &self.address).finish_non_exhaustive()
+    }
+}
+
+impl NodeHandle {
+    /// The profile's address.
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    /// The network under the node.
+    pub fn net(&self) -> &NetworkHandle {
+        &self.net
+    }
+
+    /// Hands `input` (a user's command) to the messenger; returns its answer
+    /// once what it wrote is committed.
+    ///
+    /// # Errors
+    /// [`NodeError::Refused`] with the core's reason, [`NodeError::Stopped`].
+    pub async fn command(&self, input: Input) -> Result<Done, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Input { input, reply })
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        Ok(answer.await.map_err(|_| NodeError::Stopped)??)
+    }
+
+    /// Runs `read` on the messenger and the store, between two batches (it
+    /// sees every committed input, none half done).
+    ///
+    /// # Errors
+    /// [`NodeError::Stopped`].
+    pub async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Messenger, &Store) -> T + Send + 'static,
+    ) -> Result<T, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        let reader: Reader = Box::new(move |messenger, store| {
+            // The asker may have gone away: nothing to do then.
+            let _ = reply.send(read(messenger, store));
+        });
+        self.commands.send(Command::Read(reader)).await.map_err(|_| NodeError::Stopped)?;
+        answer.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// What the node has published so far, and its changes.
+    pub fn status(&self) -> watch::Receiver<NodeStatus> {
+        self.status.clone()
+    }
+
+    /// Waits until contacts can find this node: its prekeys and presence
+    /// are stored on other nodes.
+    ///
+    /// # Errors
+    /// [`NodeError::Stopped`].
+    pub async fn published(&self) -> Result<(), NodeError> {
+        let mut status = self.status.clone();
+        status
+            .wait_for(|s| s.prekeys_published && s.presence_published.is_some())
+            .await
+            .map(|_| ())
+            .map_err(|_| NodeError::Stopped)
+    }
+
+    /// The messenger's events, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Asks the node to stop after the batch in flight; returns once it has
+    /// committed it and closed the store.
+    pub async fn shutdown(&self) {
+        let (done, stopped) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(done)).await.is_ok() {
+            let _ = stopped.await;
+        }
+    }
+}
+
+/// A running node: its handle and its task.
+#[derive(Debug)]
+pub struct RunningNode {
+    /// The handle.
+    pub handle: NodeHandle,
+    /// The node's task: ends when it stops, with why.
+    pub task: tokio::task::JoinHandle<Result<(), NodeError>>,
+}
+
+/// Starts the node of `profile` on the current tokio runtime: its network
+/// (listening as `config` says) and its task.
+///
+/// # Errors
+/// [`NodeError::Network`] when the network cannot be built.
+pub fn start(profile: Profile, config: NodeConfig) -> Result<RunningNode, NodeError> {
+    let Profile { dir, store, messenger, transport } = profile;
+    let identity = store.load_identity()?.ok_or(ProfileError::NoIdentity)?;
+    let (network, net, net_events) =
+        Network::new(transport, config.network).map_err(|e| NodeError::Network(e.to_string()))?;
+    tokio::spawn(network.run());
+    let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE_LEN);
+    let (internal, internal_rx) = mpsc::channel(INTERNAL_QUEUE_LEN);
+    let (events, _) = broadcast::channel(EVENT_QUEUE_LEN);
+    let (status, status_rx) = watch::channel(NodeStatus::default());
+    let address = messenger.address();
+    info!(address = %address, peer = %net.local_peer_id(), "node starting");
+    let runtime = Runtime {
+        files: dir.files(),
+        messenger,
+        store,
+        identity,
+        courier: Arc::new(Courier::new(net.clone(), config.stamp_bits)),
+        internal,
+        events: events.clone(),
+        tasks: Arc::new(Semaphore::new(MAX_NETWORK_TASKS)),
+        listening: Vec::new(),
+        status: Arc::new(status),
+        ready: false,
+    };
+    let task = tokio::spawn(runtime.run(command_rx, internal_rx, net_events));
+    Ok(RunningNode {
+        handle: NodeHandle { commands, events, address, net, status: status_rx },
+        task,
+    })
+}
+
+/// The current time, by the system clock.
+pub fn now() -> UnixMillis {
+    UnixMillis(crate::now_ms())
+}
+
+/// What one input waits for after the commit.
+enum Owed {
+    Nothing,
+    Answer(oneshot::Sender<Result<Done, CommandError>>),
+    Acknowledgement(InboundDelivery),
+}
+
+/// One turn's first piece of work.
+enum Work {
+    Command(Command),
+    Internal(Input),
+    Net(xchat_net::Event),
+    Tick,
+    Sweep,
+    Stop,
+}
+
+struct Runtime {
+    messenger: Messenger,
+    store: Store,
+    /// The identity's secret, for signing presence records.
+    identity: Identity,
+    files: std::path::PathBuf,
+    courier: Arc<Courier>,
+    internal: mpsc::Sender<Input>,
+    events: broadcast::Sender<Event>,
+    tasks: Arc<Semaphore>,
+    listening: Vec<Multiaddr>,
+    status: Arc<watch::Sender<NodeStatus>>,
+    /// Whether timers run: once a peer is connected or the grace is over.
+    ready: bool,
+}
+
+impl Runtime {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut internal: mpsc::Receiver<Input>,
+        mut net_events: xchat_net::Events,
+    ) -> Result<(), NodeError> {
+        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        let grace = tokio::time::sleep(STARTUP_GRACE);
+        tokio::pin!(grace);
+        let mut rng = UnwrapErr(OsRng);
+        let mut stopping = None;
+        loop {
+            let due = self.deadline();
+            let work = tokio::select! {
+                command = commands.recv() => command.map_or(Work::Stop, Work::Command),
+                Some(input) = internal.recv() => Work::Internal(input),
+                event = net_events.recv() => match event {
+                    Some(event) => Work::Net(event),
+                    None => return Err(NodeError::Network("the network stopped".into())),
+                },
+                () = sleep_until(due) => Work::Tick,
+                () = &mut grace, if !self.ready => {
+                    self.ready = true;
+                    continue;
+                }
+                _ = sweep.tick() => Work::Sweep,
+            };
+            let mut batch: Vec<(Input, Owed)> = Vec::new();
+            let mut after: Vec<Command> = Vec::new();
+            match work {
+                Work::Stop => break,
+                Work::Tick => batch.push((Input::TimePassed, Owed::Nothing)),
+                Work::Sweep => {
+                    self.sweep();
+                    continue;
+                }
+                Work::Internal(input) => batch.push((input, Owed::Nothing)),
+                Work::Net(event) => self.network_event(event, &mut batch),
+                Work::Command(command) => self.command(command, &mut batch, &mut after),
+            }
+            // Group commit: whatever else is already waiting joins the batch,
+            // in the order each source gave it.
+            while batch.len() < GROUP_COMMIT_MAX && after.is_empty() {
+                if let Ok(input) = internal.try_recv() {
+                    batch.push((input, Owed::Nothing));
+                } else if let Ok(event) = net_events.try_recv() {
+                    self.network_event(event, &mut batch);
+                } else if let Ok(command) = commands.try_recv() {
+                    self.command(command, &mut batch, &mut after);
+                } else {
+                    break;
+                }
+            }
+            if !batch.is_empty() {
+                self.handle_batch(batch, &mut rng)?;
+            }
+            for command in after {
+                match command {
+                    Command::Read(read) => read(&self.messenger, &self.store),
+                    Command::Shutdown(done) => stopping = Some(done),
+                    Command::Input { .. } => {}
+                }
+            }
+            if stopping.is_some() {
+                break;
+            }
+        }
+        info!("node stopping");
+        self.store.checkpoint()?;
+        drop(self.store);
+        if let Some(done) = stopping {
+            let _ = done.send(());
+        }
+        Ok(())
+    }
+
+    /// When the next `TimePassed` is due, if the node is ready for timers.
+    fn deadline(&self) -> Option<UnixMillis> {
+        if self.ready { self.messenger.next_deadline() } else { None }
+    }
+
+    fn command(&self, command: Command, batch: &mut Vec<(Input, Owed)>, after: &mut Vec<Command>) {
+        match command {
+            Command::Input { input, reply } => batch.push((input, Owed::Answer(reply))),
+            other => after.push(other),
+        }
+    }
+
+    fn network_event(&mut self, event: xchat_net::Event, batch: &mut Vec<(Input, Owed)>) {
+        match event {
+            xchat_net::Event::EnvelopeReceived { envelope, delivery, .. } => {
+                let input = Input::EnvelopeReceived { envelope: envelope.encode() };
+                batch.push((input, Owed::Acknowledgement(delivery)));
+            }
+            xchat_net::Event::Listening { address } => {
+                debug!(%address, "listening");
+                if !self.listening.contains(&address) {
+                    self.listening.push(address);
+                    self.status.send_modify(|s| s.presence_published = None);
+                    if self.ready {
+                        self.sweep();
+                    }
+                }
+            }
+            xchat_net::Event::PeerConnected { peer } => {
+                if !self.ready {
+                    self.ready = true;
+                    self.sweep();
+                }
+                if let Some((identity, device)) = self.courier.device_of(&peer) {
+                    batch.push((
+                        Input::DeviceReachable { identity, device, reachable: true },
+                        Owed::Nothing,
+                    ));
+                }
+            }
+            xchat_net::Event::PeerDisconnected { peer } => {
+                if let Some((identity, device)) = self.courier.device_of(&peer) {
+                    batch.push((
+                        Input::DeviceReachable { identity, device, reachable: false },
+                        Owed::Nothing,
+                    ));
+                }
+            }
+            xchat_net::Event::PeerDiscovered { .. } => {}
+        }
+    }
+
+    fn handle_batch(
+        &mut self,
+        batch: Vec<(Input, Owed)>,
+        rng: &mut UnwrapErr<OsRng>,
+    ) -> Result<(), NodeError> {
+        let now = now();
+        let mut done = Vec::with_capacity(batch.len());
+        let mut writes = Vec::new();
+        for (input, owed) in batch {
+            let mut answer = None;
+            let mut effects = Vec::new();
+            for effect in self.messenger.handle(now, input, rng) {
+                match effect {
+                    Effect::Write(write) => writes.push(write),
+                    Effect::Answer(result) => answer = Some(result),
+                    other => effects.push(other),
+                }
+            }
+            done.push((owed, answer, effects));
+        }
+        if !writes.is_empty() {
+            self.store.apply(|batch| batch.write_all(&writes))?;
+        }
+        // Committed: now what was promised, then the work.
+        for (owed, answer, effects) in done {
+            match owed {
+                Owed::Nothing => {}
+                Owed::Answer(reply) => {
+                    let _ = reply.send(answer.unwrap_or(Ok(Done::Ok)));
+                }
+                Owed::Acknowledgement(delivery) => {
+                    let net = self.courier.net().clone();
+                    tokio::spawn(async move { net.acknowledge(delivery).await });
+                }
+            }
+            for effect in effects {
+                self.carry_out(effect);
+            }
+        }
+        Ok(())
+    }
+
+    fn carry_out(&mut self, effect: Effect) {
+        match effect {
+            Effect::Write(_) | Effect::Answer(_) => {}
+            Effect::Notify(event) => {
+                // No subscriber is fine: the UI reads history when it opens.
+                let _ = self.events.send(event);
+            }
+            Effect::Send(send) => self.spawn(move |courier| async move {
+                let input = match courier.send(&send).await {
+                    Ok(()) => Input::SendAcknowledged { entry: send.entry, route: send.route },
+                    Err(error) => {
+                        debug!(%error, route = ?send.route, "send failed");
+                        Input::SendFailed { entry: send.entry }
+                    }
+                };
+                Some(vec![input])
+            }),
+            Effect::FetchBundles { identity } => self.spawn(move |courier| async move {
+                let records = courier.fetch_bundles(&identity).await;
+                let mut inputs = vec![Input::BundlesFetched { identity, records }];
+                for (device, peer) in reachable_devices(&courier, &identity).await {
+                    debug!(%peer, "contact device found");
+                    inputs.push(Input::DeviceReachable { identity, device, reachable: true });
+                }
+                Some(inputs)
+            }),
+            Effect::PublishPreKeys { record } => self.publish_prekeys(record),
+            Effect::FetchMailbox(keys) => self.spawn(move |courier| async move {
+                let fetched = courier.fetch_mailboxes(&keys).await;
+                Some(
+                    fetched
+                        .into_iter()
+                        .map(|(epoch, items)| Input::MailboxFetched { epoch, items })
+                        .collect(),
+                )
+            }),
+            Effect::DeleteFromMailbox { key, items } => self.spawn(move |courier| async move {
+                courier.delete_from_mailbox(&key, &items).await;
+                None
+            }),
+            Effect::DeleteFile { file } => {
+                let path = self.files.join(crate::files::file_name(&file));
+                tokio::spawn(async move {
+                    if let Err(error) = tokio::fs::remove_file(&path).await
+                        && error.kind() != std::io::ErrorKind::NotFound
+                    {
+                        warn!(%error, "a vanished file could not be deleted");
+                    }
+                });
+            }
+            Effect::FetchFile(fetch) => {
+                // File transfer over the network is not wired yet: the
+                // transfer fails as unreachable, and can be accepted again.
+                let file = fetch.descriptor.id();
+                self.spawn(move |_| async move {
+                    Some(vec![Input::FileFailed {
+                        file,
+                        reason: xchat_core::transfer::TransferFailure::Unreachable,
+                    }])
+                });
+            }
+        }
+    }
+
+    /// Runs `work` as a network task (at most [`MAX_NETWORK_TASKS`] at
+    /// once) and hands the inputs it returns to the node.
+    fn spawn<F, Fut>(&self, work: F)
+    where
+        F: FnOnce(Arc<Courier>) -> Fut + std::marker::Send + 'static,
+        Fut: Future<Output = Option<Vec<Input>>> + std::marker::Send + 'static,
+    {
+        let courier = Arc::clone(&self.courier);
+        let internal = self.internal.clone();
+        let tasks = Arc::clone(&self.tasks);
+        tokio::spawn(async move {
+            let Ok(_permit) = tasks.acquire_owned().await else { return };
+            for input in work(courier).await.unwrap_or_default() {
+                if internal.send(input).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    fn publish_prekeys(&mut self, record: Vec<u8>) {
+        let identity = *self.messenger.identity().signing_key();
+        let device = *self.messenger.device();
+        let status = Arc::clone(&self.status);
+        self.spawn(move |courier| async move {
+            match courier.publish_prekeys(&record, &identity, &device).await {
+                Ok(()) => status.send_modify(|s| s.prekeys_published = true),
+                // The next sweep tries again.
+                Err(error) => debug!(%error, "prekeys not published yet"),
+            }
+            None
+        });
+    }
+
+    /// Periodic work: publish this device's records when due, and look up
+    /// the contacts' devices not known reachable.
+    fn sweep(&mut self) {
+        let epoch = presence::epoch_of(crate::now_ms());
+        let status = *self.status.borrow();
+        let due = status
+            .presence_published
+            .is_none_or(|(at, published)| published != epoch || at.elapsed() >= PRESENCE_REFRESH);
+        if due && !self.listening.is_empty() {
+            let addresses = self.listening.clone();
+            let device = self.messenger.device().device_id();
+            // The identity's secret stays in the node's task: the record is
+            // sealed here, then published by a network task.
+            let mut rng = UnwrapErr(OsRng);
+            let here =
+                xchat_net::record::Presence { peer: self.courier.net().local_peer_id(), addresses };
+            match presence::PresenceRecord::seal(
+                &self.identity,
+                device,
+                crate::now_ms(),
+                &here.encode(),
+                &mut rng,
+            ) {
+                Ok(sealed) => {
+                    let status = Arc::clone(&self.status);
+                    self.spawn(move |courier| async move {
+                        let key = xchat_net::record::presence_record_key(sealed.key());
+                        match courier.net().publish_record(key, sealed.as_bytes().to_vec()).await {
+                            Ok(()) => status.send_modify(|s| {
+                                s.presence_published = Some((tokio::time::Instant::now(), epoch));
+                            }),
+                            Err(error) => debug!(%error, "presence not published yet"),
+                        }
+                        None
+                    });
+                }
+                Err(error) => warn!(%error, "presence record not sealed"),
+            }
+        }
+        if !status.prekeys_published
+            && let Ok(record) = self.messenger.prekey_record(now())
+        {
+            self.publish_prekeys(record);
+        }
+        let unreachable: Vec<_> = self
+            .messenger
+            .peer_devices()
+            .filter(|(_, _, reachable)| !reachable)
+            .map(|(identity, device, _)| (identity, device))
+            .collect();
+        for (identity, device) in unreachable {
+            self.spawn(move |courier| async move {
+                let peer = courier.resolve(&identity, device).await?;
+                courier.net().dial(peer, Vec::new()).await.ok()?;
+                Some(vec![Input::DeviceReachable { identity, device, reachable: true }])
+            });
+        }
+    }
+}
+
+/// The devices of `identity` whose presence is found and that answer a dial.
+async fn reachable_devices(
+    courier: &Courier,
+    identity: &xchat_crypto::signature::VerifyingKey,
+) -> Vec<(xchat_crypto::device::DeviceId, PeerId)> {
+    let Ok(list) = courier.net().find_record(xchat_net::record::device_list_key(identity)).await
+    else {
+        return Vec::new();
+    };
+    let Some(list) = xchat_proto::bundle::UnverifiedDeviceList::decode(&list)
+        .ok()
+        .and_then(|l| l.verify(identity).ok())
+    else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for certificate in list.certificates() {
+        let device = certificate.device_id();
+        if let Some(peer) = courier.resolve(identity, device).await
+            && courier.net().dial(peer, Vec::new()).await.is_ok()
+        {
+            found.push((device, peer));
+        }
+    }
+    found
+}
+
+async fn sleep_until(deadline: Option<UnixMillis>) {
+    match deadline {
+        Some(at) => {
+            let wait = at.0.saturating_sub(crate::now_ms());
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+        None => std::future::pending().await,
+    }
+}

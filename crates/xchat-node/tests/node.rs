@@ -1,0 +1,143 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Two real nodes, each with its own profile on disk, and three relays
+//! keeping mailboxes, on loopback TCP: the first contact found through the
+//! DHT, messages both ways, and a message left in mailboxes while its
+//! recipient is stopped, read when it starts again.
+
+use std::time::Duration;
+
+use rand_core::{OsRng, UnwrapErr};
+use tokio::sync::broadcast;
+use xchat_core::contact::{Added, ContactId};
+use xchat_core::io::{Done, Event, Input};
+use xchat_core::record::{MessageRecord, Status};
+use xchat_crypto::phrase::RecoveryPhrase;
+use xchat_node::{NodeConfig, NodeHandle, Profile, ProfileDir, Relay, RunningNode, Unlock};
+
+/// Generous: a loaded 2-core machine compiles other crates while this runs.
+const WAIT: Duration = Duration::from_secs(120);
+/// Cheap stamps in tests, still checked by the relays.
+const BITS: u8 = 8;
+
+fn network(bootstrap: &[Relay]) -> xchat_net::Config {
+    xchat_net::Config {
+        listen_addresses: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        bootstrap_peers: bootstrap.iter().flat_map(|r| r.addresses.clone()).collect(),
+        enable_mdns: false,
+        mailbox: Some(xchat_net::mailbox::Config {
+            min_difficulty_bits: BITS,
+            ..xchat_net::mailbox::Config::default()
+        }),
+        ..xchat_net::Config::default()
+    }
+}
+
+async fn relays(count: usize) -> Vec<Relay> {
+    let mut relays: Vec<Relay> = Vec::new();
+    for _ in 0..count {
+        let relay = xchat_node::start_relay(network(&relays)).await.unwrap();
+        relays.push(relay);
+    }
+    relays
+}
+
+fn start(dir: &ProfileDir, relays: &[Relay]) -> RunningNode {
+    let profile = if dir.exists() {
+        Profile::open(dir.clone(), None).unwrap()
+    } else {
+        let phrase = RecoveryPhrase::generate(&mut UnwrapErr(OsRng));
+        let now = xchat_node::now_ms();
+        Profile::create(dir.clone(), &phrase, &Unlock::KeyFile, now, &mut UnwrapErr(OsRng)).unwrap()
+    };
+    xchat_node::start(profile, NodeConfig { network: network(relays), stamp_bits: BITS }).unwrap()
+}
+
+async fn add(node: &NodeHandle, name: &str, other: &NodeHandle) -> ContactId {
+    let input = Input::ContactAdded { name: name.into(), address: other.address() };
+    match node.command(input).await.unwrap() {
+        Done::Contact(Added::New(id) | Added::Unchanged(id)) => id,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn send(node: &NodeHandle, contact: ContactId, text: &str) {
+    let input = Input::TextSent { contact, text: text.into() };
+    assert!(matches!(node.command(input).await.unwrap(), Done::MessageQueued(_)));
+}
+
+async fn received(events: &mut broadcast::Receiver<Event>, text: &str) -> MessageRecord {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Event::MessageReceived(message) = events.recv().await.unwrap()
+                && message.text == text
+            {
+                return message;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{text:?} did not arrive"))
+}
+
+async fn status(events: &mut broadcast::Receiver<Event>, wanted: Status) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Event::StatusChanged { status, .. } = events.recv().await.unwrap()
+                && status == wanted
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no message became {wanted:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_talk_directly_and_through_mailboxes_while_one_is_stopped() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let relays = relays(3).await;
+    let home = tempfile::tempdir().unwrap();
+    let (alice_dir, bob_dir) =
+        (ProfileDir::new(home.path().join("alice")), ProfileDir::new(home.path().join("bob")));
+    let alice = start(&alice_dir, &relays);
+    let bob = start(&bob_dir, &relays);
+    let (a, b) = (&alice.handle, &bob.handle);
+    let mut alice_events = a.subscribe();
+    let mut bob_events = b.subscribe();
+    tokio::time::timeout(WAIT, a.published()).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, b.published()).await.unwrap().unwrap();
+
+    // First contact: each finds the other's bundle and presence in the DHT.
+    let bob_at_alice = add(a, "bob", b).await;
+    let alice_at_bob = add(b, "alice", a).await;
+    send(a, bob_at_alice, "hello bob").await;
+    let message = received(&mut bob_events, "hello bob").await;
+    assert_eq!(message.contact, alice_at_bob);
+    send(b, alice_at_bob, "hello alice").await;
+    received(&mut alice_events, "hello alice").await;
+    status(&mut alice_events, Status::Delivered).await;
+
+    // Bob stops; alice's next message waits in mailboxes.
+    b.shutdown().await;
+    bob.task.await.unwrap().unwrap();
+    send(a, bob_at_alice, "while you were away").await;
+    status(&mut alice_events, Status::InMailbox).await;
+
+    // Bob comes back and finds it, once.
+    let bob = start(&bob_dir, &relays);
+    let mut bob_events = bob.handle.subscribe();
+    let message = received(&mut bob_events, "while you were away").await;
+    assert_eq!(message.contact, alice_at_bob);
+    let history = bob
+        .handle
+        .read(move |_, store| store.history(alice_at_bob, None, 100).unwrap())
+        .await
+        .unwrap();
+    let texts: Vec<&str> = history.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts.iter().filter(|t| **t == "while you were away").count(), 1, "{texts:?}");
+    assert!(texts.contains(&"hello bob") && texts.contains(&"hello alice"), "{texts:?}");
+}
