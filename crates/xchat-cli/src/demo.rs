@@ -1,0 +1,303 @@
+//! `xchat demo`: three relay nodes, Alice and Bob on this machine, over
+//! real libp2p connections on loopback, each with a real encrypted profile
+//! in a temporary directory. Every step is checked, not only shown.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rand_core::{OsRng, UnwrapErr};
+use tokio::sync::broadcast;
+use xchat_core::contact::{Added, ContactId};
+use xchat_core::io::{Done, Event, Input};
+use xchat_core::record::{MessageRecord, Status};
+use xchat_crypto::phrase::RecoveryPhrase;
+use xchat_crypto::safety::SafetyNumber;
+use xchat_net::multiaddr::Protocol;
+use xchat_node::{NodeConfig, NodeHandle, Profile, ProfileDir, Relay, RunningNode, Unlock};
+use xchat_proto::content::{MessageId, VanishingTimer};
+
+use crate::Failure;
+
+/// Longest one step may take before the demo calls it failed.
+const STEP_TIMEOUT: Duration = Duration::from_secs(90);
+/// Relays started: the k = 3 nodes a mailbox is kept on.
+const RELAYS: usize = 3;
+/// The vanishing timer the demo sets.
+const VANISH_SECS: u32 = 30;
+
+fn network(relays: &[Relay]) -> xchat_net::Config {
+    xchat_net::Config {
+        listen_addresses: vec![
+            xchat_net::Multiaddr::empty()
+                .with(Protocol::Ip4(std::net::Ipv4Addr::LOCALHOST))
+                .with(Protocol::Tcp(0)),
+        ],
+        bootstrap_peers: relays.iter().flat_map(|r| r.addresses.clone()).collect(),
+        // The demo's nodes find each other through the relays, and do not
+        // announce themselves on the user's network.
+        enable_mdns: false,
+        ..xchat_net::Config::default()
+    }
+}
+
+struct Person {
+    name: &'static str,
+    dir: ProfileDir,
+    node: RunningNode,
+    events: broadcast::Receiver<Event>,
+}
+
+impl Person {
+    fn handle(&self) -> &NodeHandle {
+        &self.node.handle
+    }
+}
+
+fn start(name: &'static str, home: &std::path::Path, relays: &[Relay]) -> Result<Person, Failure> {
+    let dir = ProfileDir::new(home.join(name));
+    let profile = if dir.exists() {
+        Profile::open(dir.clone(), None)?
+    } else {
+        let mut rng = UnwrapErr(OsRng);
+        let phrase = RecoveryPhrase::generate(&mut rng);
+        Profile::create(dir.clone(), &phrase, &Unlock::KeyFile, xchat_node::now_ms(), &mut rng)?
+    };
+    let node =
+        xchat_node::start(profile, NodeConfig { network: network(relays), ..Default::default() })?;
+    let events = node.handle.subscribe();
+    Ok(Person { name, dir, node, events })
+}
+
+async fn stop(person: Person) -> Result<ProfileDir, Failure> {
+    person.node.handle.shutdown().await;
+    match person.node.task.await {
+        Ok(result) => result?,
+        Err(_) => return Err(Failure::new(format!("{}'s node failed", person.name))),
+    }
+    Ok(person.dir)
+}
+
+fn say(text: &str) {
+    println!("{text}");
+}
+
+fn step(number: u32, title: &str) {
+    println!();
+    println!("== {number}. {title}");
+}
+
+fn ok(text: &str) {
+    println!("   ✓ {text}");
+}
+
+async fn within<T>(
+    what: &str,
+    work: impl Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    tokio::time::timeout(STEP_TIMEOUT, work)
+        .await
+        .map_err(|_| Failure::new(format!("{what}: not done within {STEP_TIMEOUT:?}")))?
+}
+
+async fn next_event<T>(
+    person: &mut Person,
+    what: &str,
+    mut pick: impl FnMut(Event) -> Option<T>,
+) -> Result<T, Failure> {
+    let name = person.name;
+    within(what, async {
+        loop {
+            match person.events.recv().await {
+                Ok(event) => {
+                    if let Some(found) = pick(event) {
+                        return Ok(found);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => {
+                    return Err(Failure::new(format!("{name}'s node stopped")));
+                }
+            }
+        }
+    })
+    .await
+}
+
+async fn command(person: &Person, input: Input) -> Result<Done, Failure> {
+    person.handle().command(input).await.map_err(Failure::from)
+}
+
+async fn send(person: &Person, contact: ContactId, text: &str) -> Result<MessageId, Failure> {
+    match command(person, Input::TextSent { contact, text: text.into() }).await? {
+        Done::MessageQueued(id) => Ok(id),
+        other => Err(Failure::new(format!("sending: unexpected answer {other:?}"))),
+    }
+}
+
+async fn receive(person: &mut Person, text: &str) -> Result<MessageRecord, Failure> {
+    let what = format!("{} receiving {text:?}", person.name);
+    next_event(person, &what, |event| match event {
+        Event::MessageReceived(message) if message.text == text => Some(message),
+        _ => None,
+    })
+    .await
+}
+
+async fn status(person: &mut Person, id: MessageId, wanted: Status) -> Result<(), Failure> {
+    let what = format!("{}'s message becoming {wanted:?}", person.name);
+    next_event(person, &what, |event| match event {
+        Event::StatusChanged { id: changed, status, .. }
+            if changed == id && (status == wanted || status == Status::Read) =>
+        {
+            Some(())
+        }
+        _ => None,
+    })
+    .await
+}
+
+async fn add(person: &Person, name: &str, other: &Person) -> Result<ContactId, Failure> {
+    let input = Input::ContactAdded { name: name.into(), address: other.handle().address() };
+    match command(person, input).await? {
+        Done::Contact(Added::New(id) | Added::Unchanged(id)) => Ok(id),
+        other => Err(Failure::new(format!("adding {name}: unexpected answer {other:?}"))),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs the demo; with `exit`, returns once every step is verified.
+pub(crate) async fn run(exit: bool) -> Result<(), Failure> {
+    let home = std::env::temp_dir().join(format!("xchat-demo-{}", std::process::id()));
+    let result = script(&home, exit).await;
+    // The profiles were the demo's only: nothing of them is kept.
+    let _ = std::fs::remove_dir_all(&home);
+    result
+}
+
+async fn script(home: &Path, exit: bool) -> Result<(), Failure> {
+    say("xchat demo: Alice and Bob on a small peer-to-peer network on this machine.");
+    say("Every node is a real libp2p node on 127.0.0.1; each person's profile is an");
+    say("encrypted SQLCipher database in a temporary directory, deleted at the end.");
+
+    step(1, "The network");
+    let mut relays = Vec::new();
+    for _ in 0..RELAYS {
+        let relay = xchat_node::start_relay(network(&relays)).await?;
+        relays.push(relay);
+    }
+    for relay in &relays {
+        ok(&format!("relay {} (keeps mailboxes and the DHT; reads nothing)", relay.peer));
+    }
+
+    step(2, "Alice and Bob make their identities");
+    let mut alice = start("alice", home, &relays)?;
+    let mut bob = start("bob", home, &relays)?;
+    say(&format!("   Alice's address: {}", alice.handle().address()));
+    say(&format!("   Bob's address:   {}", bob.handle().address()));
+    within("publishing", async {
+        alice.handle().published().await?;
+        bob.handle().published().await?;
+        Ok(())
+    })
+    .await?;
+    ok("both published their prekeys and their presence (sealed) in the DHT");
+
+    step(3, "They add each other and compare safety numbers");
+    let bob_at_alice = add(&alice, "Bob", &bob).await?;
+    let alice_at_bob = add(&bob, "Alice", &alice).await?;
+    let (alice_key, bob_key) = (*alice.handle().address().key(), *bob.handle().address().key());
+    let seen_by_alice = SafetyNumber::new(&alice_key, &bob_key);
+    let seen_by_bob = SafetyNumber::new(&bob_key, &alice_key);
+    say(&format!("   Alice sees: {}", seen_by_alice.groups().collect::<Vec<_>>().join(" ")));
+    say(&format!("   Bob sees:   {}", seen_by_bob.groups().collect::<Vec<_>>().join(" ")));
+    if seen_by_alice.digits() != seen_by_bob.digits() {
+        return Err(Failure::new("the safety numbers differ"));
+    }
+    command(&alice, Input::ContactVerified { contact: bob_at_alice }).await?;
+    command(&bob, Input::ContactVerified { contact: alice_at_bob }).await?;
+    ok("the numbers match: both mark each other verified");
+
+    step(4, "Alice writes to Bob");
+    let text = "Hello Bob! Only you can read this.";
+    let id = send(&alice, bob_at_alice, text).await?;
+    let message = receive(&mut bob, text).await?;
+    say(&format!("   Bob reads: {:?}", message.text));
+    status(&mut alice, id, Status::Delivered).await?;
+    ok("delivered directly, end to end encrypted; Alice got Bob's encrypted receipt");
+    let reply = "Hi Alice! Loud and clear.";
+    send(&bob, alice_at_bob, reply).await?;
+    receive(&mut alice, reply).await?;
+    say(&format!("   Alice reads: {reply:?}"));
+
+    step(5, "Bob goes offline; Alice's message waits in mailboxes");
+    stop(bob).await?;
+    ok("Bob's node stopped");
+    let mut taps: Vec<_> = relays.iter().map(Relay::stored).collect();
+    let text = "Are you there? I'll wait.";
+    let id = send(&alice, bob_at_alice, text).await?;
+    status(&mut alice, id, Status::InMailbox).await?;
+    ok("stored on the relays nearest Bob's mailbox key of the day, with proof of work");
+    let (mut held, mut shown) = (0, false);
+    for tap in &mut taps {
+        let mut holds = false;
+        while let Ok(envelope) = tap.try_recv() {
+            holds = true;
+            if envelope.windows(text.len()).any(|w| w == text.as_bytes()) {
+                return Err(Failure::new("a relay holds the plaintext"));
+            }
+            if !shown {
+                shown = true;
+                say(&format!(
+                    "   what a relay holds ({} bytes; no sender, padded): {}…",
+                    envelope.len(),
+                    hex(envelope.get(..40).unwrap_or(&envelope))
+                ));
+            }
+        }
+        held += usize::from(holds);
+    }
+    if held == 0 {
+        return Err(Failure::new("no relay holds the message"));
+    }
+    ok(&format!("{held} relays hold it; none can read it or tell who sent it"));
+    let mut bob = start("bob", home, &relays)?;
+    ok("Bob's node starts again and fetches its mailboxes");
+    let message = receive(&mut bob, text).await?;
+    say(&format!("   Bob reads: {:?}", message.text));
+    status(&mut alice, id, Status::Delivered).await?;
+    ok("read from the mailbox, then deleted there; Alice sees it delivered");
+
+    step(6, "A vanishing message");
+    let timer = VanishingTimer::from_secs(VANISH_SECS)
+        .map_err(|e| Failure::new(format!("the timer: {e}")))?;
+    command(&alice, Input::TimerSet { contact: bob_at_alice, timer }).await?;
+    let text = "This message disappears 30 seconds after Bob reads it.";
+    let id = send(&alice, bob_at_alice, text).await?;
+    let message = receive(&mut bob, text).await?;
+    command(&bob, Input::MessagesRead { contact: alice_at_bob, ids: vec![message.id] }).await?;
+    say(&format!("   Bob read it; it vanishes in {VANISH_SECS} s on both sides..."));
+    let expired = |event: Event| matches!(event, Event::MessageExpired { id: gone } if gone == id);
+    next_event(&mut bob, "the message vanishing at Bob's", |e| expired(e).then_some(())).await?;
+    next_event(&mut alice, "the message vanishing at Alice's", |e| expired(e).then_some(()))
+        .await?;
+    for person in [&alice, &bob] {
+        let kept = person.handle().read(move |_, store| store.message(id)).await?;
+        if !matches!(kept, Ok(None)) {
+            return Err(Failure::new(format!("{} still keeps the vanished message", person.name)));
+        }
+    }
+    ok("gone from both devices' databases");
+
+    println!();
+    say("Every step was verified.");
+    if !exit {
+        say("The nodes keep running; Ctrl-C stops them.");
+        crate::profile::shutdown_signal().await;
+    }
+    stop(alice).await?;
+    stop(bob).await?;
+    Ok(())
+}

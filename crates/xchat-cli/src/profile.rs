@@ -1,0 +1,214 @@
+//! `xchat init`, `xchat up` and `xchat id`: the commands that work on the
+//! profile itself.
+
+use std::io::{BufRead as _, Write as _};
+use std::path::PathBuf;
+
+use rand_core::{OsRng, UnwrapErr};
+use xchat_crypto::address::Address;
+use xchat_crypto::phrase::RecoveryPhrase;
+use xchat_node::{NodeConfig, Profile, ProfileDir, Unlock};
+use zeroize::Zeroizing;
+
+use crate::Failure;
+
+/// The environment variable a script may set instead of typing the
+/// passphrase.
+const PASSPHRASE_ENV: &str = "XCHAT_PASSPHRASE";
+
+/// The profile's directory: `--profile`/`XCHAT_HOME`, else the platform's
+/// data directory.
+pub(crate) fn dir(given: Option<PathBuf>) -> Result<ProfileDir, Failure> {
+    if let Some(dir) = given {
+        return Ok(ProfileDir::new(dir));
+    }
+    directories::ProjectDirs::from("", "", "xchat")
+        .map(|dirs| ProfileDir::new(dirs.data_dir().join("profile")))
+        .ok_or_else(|| Failure::new("no home directory: give --profile DIR"))
+}
+
+fn passphrase(prompt: &str) -> Result<Zeroizing<String>, Failure> {
+    if let Ok(passphrase) = std::env::var(PASSPHRASE_ENV) {
+        return Ok(Zeroizing::new(passphrase));
+    }
+    // Typed on a terminal without echo; read from standard input when there
+    // is no terminal (a script).
+    if let Ok(typed) = rpassword::prompt_password(prompt) {
+        return Ok(Zeroizing::new(typed));
+    }
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let mut line = Zeroizing::new(String::new());
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Failure::new(format!("cannot read the passphrase: {e}")))?;
+    Ok(Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned()))
+}
+
+/// `xchat init`.
+pub(crate) fn init(
+    dir: ProfileDir,
+    restore: bool,
+    no_passphrase: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    if dir.exists() {
+        return Err(Failure::new(format!("a profile exists in {} already", dir.root().display())));
+    }
+    let mut rng = UnwrapErr(OsRng);
+    let phrase = if restore {
+        let words = passphrase("Recovery phrase (24 words): ")?;
+        RecoveryPhrase::parse(&words).map_err(|e| Failure::new(format!("that phrase: {e}")))?
+    } else {
+        RecoveryPhrase::generate(&mut rng)
+    };
+    let unlock = if no_passphrase {
+        Unlock::KeyFile
+    } else {
+        let first = passphrase("Passphrase for this profile: ")?;
+        if std::env::var(PASSPHRASE_ENV).is_err() {
+            let second = passphrase("Again: ")?;
+            if *first != *second {
+                return Err(Failure::new("the passphrases differ"));
+            }
+        }
+        Unlock::Passphrase(first)
+    };
+    let profile = Profile::create(dir, &phrase, &unlock, xchat_node::now_ms(), &mut rng)?;
+    let address = profile.messenger.address();
+    if json {
+        println!("{{\"address\":\"{address}\",\"profile\":{:?}}}", profile.dir.root());
+    } else {
+        println!("Profile made in {}", profile.dir.root().display());
+        println!("Your address: {address}");
+        if !restore {
+            println!();
+            println!("Your recovery phrase (write it down; it is shown only this once):");
+            println!();
+            for (i, word) in phrase.to_words().split(' ').enumerate() {
+                print!("{:>2}. {word:<10}", i + 1);
+                if i % 6 == 5 {
+                    println!();
+                }
+            }
+            println!();
+            println!("Anyone with these words can read your messages and speak as you.");
+        }
+    }
+    Ok(())
+}
+
+fn open(dir: ProfileDir) -> Result<Profile, Failure> {
+    let kind = dir.key_kind()?;
+    let passphrase = match kind {
+        Some(xchat_store::KeyKind::Passphrase) => Some(passphrase("Passphrase: ")?),
+        _ => None,
+    };
+    Ok(Profile::open(dir, passphrase.as_deref().map(String::as_str))?)
+}
+
+/// The options of `xchat up`.
+#[derive(Debug)]
+pub(crate) struct UpOptions {
+    /// Listen addresses; the defaults when empty.
+    pub(crate) listen: Vec<String>,
+    /// Bootstrap nodes.
+    pub(crate) bootstrap: Vec<String>,
+    /// No mDNS.
+    pub(crate) no_mdns: bool,
+}
+
+/// `xchat up`.
+pub(crate) async fn up(dir: ProfileDir, options: UpOptions, json: bool) -> Result<(), Failure> {
+    let parse = |addresses: Vec<String>| {
+        addresses
+            .into_iter()
+            .map(|a| a.parse().map_err(|e| Failure::new(format!("address {a}: {e}"))))
+            .collect::<Result<Vec<xchat_net::Multiaddr>, Failure>>()
+    };
+    let mut network = xchat_net::Config {
+        bootstrap_peers: parse(options.bootstrap)?,
+        enable_mdns: !options.no_mdns,
+        ..xchat_net::Config::default()
+    };
+    if !options.listen.is_empty() {
+        network.listen_addresses = parse(options.listen)?;
+    }
+    let profile = open(dir)?;
+    let node = xchat_node::start(profile, NodeConfig { network, ..NodeConfig::default() })?;
+    let address = node.handle.address();
+    let peer = node.handle.net().local_peer_id();
+    if json {
+        println!("{{\"address\":\"{address}\",\"peer_id\":\"{peer}\"}}");
+    } else {
+        println!("xchat is up.");
+        println!("  address  {address}");
+        println!("  peer id  {peer}");
+        println!("Ctrl-C stops it.");
+    }
+    let mut task = node.task;
+    let ended = tokio::select! {
+        () = shutdown_signal() => {
+            eprintln!("stopping...");
+            node.handle.shutdown().await;
+            task.await
+        }
+        ended = &mut task => ended,
+    };
+    match ended {
+        Ok(result) => result.map_err(Failure::from),
+        Err(_) => Err(Failure::new("the node's task failed")),
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        // No handler can be installed: wait for the other signal only.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// `xchat id`.
+pub(crate) fn id(dir: ProfileDir, qr: bool, json: bool) -> Result<(), Failure> {
+    let profile = open(dir)?;
+    let address = profile.messenger.address();
+    if json {
+        println!("{{\"address\":\"{address}\",\"uri\":\"{}\"}}", address.to_uri());
+        return Ok(());
+    }
+    println!("{address}");
+    if qr {
+        println!("{}", qr_code(&address)?);
+    }
+    Ok(())
+}
+
+/// `address`'s URI as a QR code drawn with Unicode half blocks.
+pub(crate) fn qr_code(address: &Address) -> Result<String, Failure> {
+    let code = qrcode::QrCode::new(address.to_uri().as_bytes())
+        .map_err(|e| Failure::new(format!("no QR code: {e}")))?;
+    Ok(code
+        .render::<qrcode::render::unicode::Dense1x2>()
+        .dark_color(qrcode::render::unicode::Dense1x2::Light)
+        .light_color(qrcode::render::unicode::Dense1x2::Dark)
+        .build())
+}
