@@ -451,6 +451,8 @@ async fn bad_input_gets_a_4xx_with_a_stable_code() {
     // The events route is a WebSocket only; unknown routes are JSON 404s.
     assert_eq!(c.get("/api/v1/events").await.error(400), "not_websocket");
     assert_eq!(c.get("/api/v1/nothing").await.error(404), "not_found");
+    assert_eq!(c.call("DELETE", "/api/v1/contacts", None).await.error(405), "method_not_allowed");
+    assert_eq!(c.get("/api/v1/contacts/%ff/safety-number").await.error(400), "invalid_id");
     t.node.handle.shutdown().await;
 }
 
@@ -575,7 +577,17 @@ async fn two_nodes_add_each_other_and_talk_through_their_apis() {
                 "verified": true, "key_changed": false}])
     );
 
-    bob_events.close(None).await.unwrap();
+    // Stopping the API ends its WebSockets too (else it would wait for them).
+    tokio::time::timeout(WAIT, bob_api.shutdown()).await.expect("the API waited for its WebSocket");
+    tokio::time::timeout(WAIT, async {
+        while let Some(Ok(frame)) = bob_events.next().await {
+            if frame.is_close() {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the WebSocket stayed open");
     alice.handle.shutdown().await;
     bob.handle.shutdown().await;
 }

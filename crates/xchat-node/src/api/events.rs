@@ -37,15 +37,18 @@ pub async fn events(
     // Subscribed before the upgrade completes, so no event between the
     // answer and the first frame is missed.
     let events = state.node.subscribe();
-    upgrade.on_upgrade(move |socket| forward(socket, events))
+    let stopping = state.stopping.clone();
+    upgrade.on_upgrade(move |socket| forward(socket, events, stopping))
 }
 
 async fn forward(
     mut socket: WebSocket,
     mut events: tokio::sync::broadcast::Receiver<xchat_core::io::Event>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
         let json = tokio::select! {
+            _ = stopping.wait_for(|stopping| *stopping) => break,
             event = events.recv() => match event {
                 Ok(event) => match EventJson::from_event(&event) {
                     Some(json) => json,
@@ -69,6 +72,6 @@ async fn forward(
             return;
         }
     }
-    // The node stopped.
+    // The node or the API stopped.
     let _ = socket.send(Frame::Close(None)).await;
 }

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::node::NodeHandle;
@@ -99,7 +99,8 @@ pub struct Api {
     pub login_url: LoginUrl,
     auth: Arc<auth::Gate>,
     task: tokio::task::JoinHandle<()>,
-    shutdown: Option<oneshot::Sender<()>>,
+    /// Set when the API stops: the server and every WebSocket end.
+    stopping: watch::Sender<bool>,
 }
 
 /// A login URL: it holds a one-time code, so its `Debug` redacts.
@@ -133,18 +134,14 @@ impl Api {
     /// Stops serving: open connections are dropped, the token file stays
     /// (it is replaced at the next start).
     pub async fn shutdown(mut self) {
-        if let Some(stop) = self.shutdown.take() {
-            let _ = stop.send(());
-        }
+        self.stopping.send_replace(true);
         let _ = (&mut self.task).await;
     }
 }
 
 impl Drop for Api {
     fn drop(&mut self) {
-        if let Some(stop) = self.shutdown.take() {
-            let _ = stop.send(());
-        }
+        self.stopping.send_replace(true);
     }
 }
 
@@ -176,12 +173,14 @@ pub async fn serve(
     auth::write_token_file(&profile.token_file(), &token).map_err(ApiError::TokenFile)?;
     let gate = Arc::new(auth::Gate::new(token.clone(), local_addr));
     let code = gate.new_login_code()?;
-    let state = routes::State { node, gate: Arc::clone(&gate) };
+    let (stopping, stop) = watch::channel(false);
+    let state = routes::State { node, gate: Arc::clone(&gate), stopping: stop.clone() };
     let app = router(state);
-    let (stop, stopped) = oneshot::channel::<()>();
+    let mut stopped = stop;
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = stopped.await;
+            // Waits for `true`, or for the sender to be gone.
+            let _ = stopped.wait_for(|stopping| *stopping).await;
         });
         if let Err(error) = served.await {
             warn!(%error, "the local API stopped");
@@ -194,7 +193,7 @@ pub async fn serve(
         login_url: login_url(local_addr, &code),
         auth: gate,
         task,
-        shutdown: Some(stop),
+        stopping,
     })
 }
 
@@ -209,6 +208,7 @@ fn router(state: routes::State) -> Router {
         .nest("/api/v1", api)
         .route("/login", axum::routing::get(auth::login))
         .fallback(problem::not_found)
+        .method_not_allowed_fallback(problem::method_not_allowed)
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(gate, auth::check_host_and_origin))

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tracing::warn;
@@ -152,7 +152,24 @@ impl From<QueryRejection> for Problem {
     }
 }
 
+impl From<PathRejection> for Problem {
+    fn from(_: PathRejection) -> Self {
+        // Only ids are taken from paths; what fails to extract (bad
+        // percent-encoding) is no id.
+        Self::bad_request("invalid_id", "an id is 32 lowercase hex digits")
+    }
+}
+
 /// The answer for a path no route takes.
 pub async fn not_found() -> Problem {
     Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// The answer for a route that does not take this method.
+pub async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take this method",
+    )
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State as Extract};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -36,6 +36,9 @@ pub struct State {
     pub node: NodeHandle,
     /// The API's keys.
     pub gate: Arc<Gate>,
+    /// Becomes true when the API stops: WebSockets close then, since the
+    /// server waits for every connection to end.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 type Answer = Result<Response, Problem>;
@@ -113,7 +116,11 @@ pub async fn add_contact(
         (status = 400, description = "`invalid_id`", body = ErrorBody),
         (status = 404, description = "`unknown_contact`", body = ErrorBody),
     ))]
-pub async fn safety_number(Extract(state): Extract<State>, Path(id): Path<String>) -> Answer {
+pub async fn safety_number(
+    Extract(state): Extract<State>,
+    id: Result<Path<String>, PathRejection>,
+) -> Answer {
+    let Path(id) = id?;
     let contact = find_contact(&state, &id).await?;
     let ours = *state.node.address().key();
     // Thousands of hash iterations: off the async workers.
@@ -135,7 +142,11 @@ pub async fn safety_number(Extract(state): Extract<State>, Path(id): Path<String
         (status = 400, description = "`invalid_id`", body = ErrorBody),
         (status = 404, description = "`unknown_contact`", body = ErrorBody),
     ))]
-pub async fn verify(Extract(state): Extract<State>, Path(id): Path<String>) -> Answer {
+pub async fn verify(
+    Extract(state): Extract<State>,
+    id: Result<Path<String>, PathRejection>,
+) -> Answer {
+    let Path(id) = id?;
     let contact = contact_id(&id)?;
     state.node.command(Input::ContactVerified { contact }).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -151,8 +162,9 @@ pub async fn verify(Extract(state): Extract<State>, Path(id): Path<String>) -> A
     ))]
 pub async fn acknowledge_key_change(
     Extract(state): Extract<State>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Answer {
+    let Path(id) = id?;
     let contact = contact_id(&id)?;
     state.node.command(Input::KeyChangeAcknowledged { contact }).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -208,9 +220,10 @@ pub async fn conversations(Extract(state): Extract<State>) -> Answer {
     ))]
 pub async fn history(
     Extract(state): Extract<State>,
-    Path(contact): Path<String>,
+    contact: Result<Path<String>, PathRejection>,
     query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Answer {
+    let Path(contact) = contact?;
     let contact = contact_id(&contact)?;
     let Query(query) = query?;
     let limit = match query.limit {
@@ -264,9 +277,10 @@ pub async fn history(
     ))]
 pub async fn send_text(
     Extract(state): Extract<State>,
-    Path(contact): Path<String>,
+    contact: Result<Path<String>, PathRejection>,
     body: Result<Json<NewMessage>, JsonRejection>,
 ) -> Answer {
+    let Path(contact) = contact?;
     let contact = contact_id(&contact)?;
     let Json(body) = body?;
     match state.node.command(Input::TextSent { contact, text: body.text }).await? {
@@ -290,9 +304,10 @@ pub async fn send_text(
     ))]
 pub async fn set_timer(
     Extract(state): Extract<State>,
-    Path(contact): Path<String>,
+    contact: Result<Path<String>, PathRejection>,
     body: Result<Json<TimerJson>, JsonRejection>,
 ) -> Answer {
+    let Path(contact) = contact?;
     let contact = contact_id(&contact)?;
     let Json(body) = body?;
     let timer = if body.seconds == 0 {
@@ -326,9 +341,10 @@ pub async fn set_timer(
     ))]
 pub async fn mark_read(
     Extract(state): Extract<State>,
-    Path(contact): Path<String>,
+    contact: Result<Path<String>, PathRejection>,
     body: Result<Json<ReadJson>, JsonRejection>,
 ) -> Answer {
+    let Path(contact) = contact?;
     let contact = contact_id(&contact)?;
     let Json(body) = body?;
     if body.ids.len() > MAX_RECEIPT_IDS {

@@ -15,6 +15,7 @@ use super::problem::Problem;
 
 /// This profile and device.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Identity)]
 pub struct IdentityJson {
     /// The profile's address (`xchat1...`), to give to contacts.
     pub address: String,
@@ -26,6 +27,7 @@ pub struct IdentityJson {
 
 /// A contact.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Contact)]
 pub struct ContactJson {
     /// The contact's id.
     pub id: String,
@@ -97,6 +99,7 @@ impl From<Added> for ContactAdded {
 
 /// A contact's safety number, to compare with theirs.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SafetyNumber)]
 pub struct SafetyNumberJson {
     /// All 60 digits.
     pub digits: String,
@@ -107,6 +110,7 @@ pub struct SafetyNumberJson {
 /// Which way a message went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = Direction)]
 pub enum DirectionJson {
     /// From the contact.
     In,
@@ -117,6 +121,7 @@ pub enum DirectionJson {
 /// Where a message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = Status)]
 pub enum StatusJson {
     /// Outgoing, not yet taken by the network.
     Pending,
@@ -226,6 +231,7 @@ pub struct MessageQueued {
 /// `PUT .../timer`'s body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Timer)]
 pub struct TimerJson {
     /// Seconds until a message vanishes (30 s to 4 weeks), 0 for off.
     pub seconds: u32,
@@ -234,6 +240,7 @@ pub struct TimerJson {
 /// `POST .../read`'s body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ReadMessages)]
 pub struct ReadJson {
     /// The incoming messages the user read (at most 1000).
     pub ids: Vec<String>,
@@ -252,6 +259,7 @@ pub struct HistoryQuery {
 /// A file transfer's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = TransferState)]
 pub enum TransferStateJson {
     /// Offered; nothing moved yet.
     Offered,
@@ -280,6 +288,7 @@ impl From<TransferState> for TransferStateJson {
 /// One event on `/api/v1/events`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[schema(as = Event)]
 pub enum EventJson {
     /// A message arrived.
     MessageReceived {
