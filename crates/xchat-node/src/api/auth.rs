@@ -142,20 +142,27 @@ impl Gate {
     /// # Errors
     /// [`ApiError::Random`].
     pub fn new_login_code(&self) -> Result<LoginCode, ApiError> {
+        self.new_login_code_at(Instant::now())
+    }
+
+    fn new_login_code_at(&self, now: Instant) -> Result<LoginCode, ApiError> {
         let code = LoginCode::generate()?;
         let mut codes = self.codes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        codes.retain(|(_, expires)| *expires > Instant::now());
+        codes.retain(|(_, expires)| *expires > now);
         if codes.len() >= MAX_LOGIN_CODES {
             codes.remove(0);
         }
-        codes.push((code.clone(), Instant::now() + LOGIN_CODE_LIFETIME));
+        codes.push((code.clone(), now + LOGIN_CODE_LIFETIME));
         Ok(code)
     }
 
     /// Uses `code` up: true if it was a live code (it is then gone).
     fn redeem(&self, code: &str) -> bool {
+        self.redeem_at(code, Instant::now())
+    }
+
+    fn redeem_at(&self, code: &str, now: Instant) -> bool {
         let mut codes = self.codes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
         codes.retain(|(_, expires)| *expires > now);
         // Every code is compared, so the time does not tell which matched.
         let found = codes
@@ -343,6 +350,27 @@ mod tests {
         assert!(!gate.redeem("0000"));
         assert!(gate.redeem(code.expose()));
         assert!(!gate.redeem(code.expose()));
+    }
+
+    #[test]
+    fn login_code_expires_after_ten_minutes() {
+        let gate = gate();
+        let start = Instant::now();
+        let code = gate.new_login_code_at(start).unwrap();
+        assert!(!gate.redeem_at(code.expose(), start + LOGIN_CODE_LIFETIME));
+        let code = gate.new_login_code_at(start).unwrap();
+        assert!(
+            gate.redeem_at(code.expose(), start + LOGIN_CODE_LIFETIME - Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn only_the_newest_login_codes_are_kept() {
+        let gate = gate();
+        let first = gate.new_login_code().unwrap();
+        let rest: Vec<_> = (0..MAX_LOGIN_CODES).map(|_| gate.new_login_code().unwrap()).collect();
+        assert!(!gate.redeem(first.expose()));
+        assert!(rest.iter().all(|code| gate.redeem(code.expose())));
     }
 
     #[test]
