@@ -8,6 +8,7 @@
 //! - [`courier`]: the network work behind the core's effects (presence
 //!   lookups, direct and mailbox delivery, bundles, mailboxes).
 
+pub mod api;
 pub mod courier;
 pub mod files;
 pub mod node;

@@ -1,0 +1,440 @@
+//! The JSON forms of what the API takes and gives. Ids are lowercase hex,
+//! times milliseconds since the Unix epoch. These shapes are the contract
+//! the CLI and the web UI are written against: `docs/openapi.json` is
+//! generated from them.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use xchat_core::contact::{Added, Contact, ContactId};
+use xchat_core::io::Event;
+use xchat_core::record::{Direction, MessageRecord, Status};
+use xchat_core::transfer::TransferState;
+use xchat_proto::content::{MESSAGE_ID_BYTES, MessageId, VanishingTimer};
+
+use super::problem::Problem;
+
+/// This profile and device.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Identity)]
+pub struct IdentityJson {
+    /// The profile's address (`xchat1...`), to give to contacts.
+    pub address: String,
+    /// This device's id.
+    pub device: String,
+    /// The libp2p peer id the node uses on the network.
+    pub peer_id: String,
+}
+
+/// A contact.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Contact)]
+pub struct ContactJson {
+    /// The contact's id.
+    pub id: String,
+    /// The name the user gave.
+    pub name: String,
+    /// The contact's address.
+    pub address: String,
+    /// The user compared safety numbers and marked the contact verified.
+    pub verified: bool,
+    /// The contact's key changed and the user has not acknowledged it:
+    /// nothing is sent to them until then.
+    pub key_changed: bool,
+}
+
+impl From<&Contact> for ContactJson {
+    fn from(contact: &Contact) -> Self {
+        Self {
+            id: hex::encode(contact.id.0),
+            name: contact.name.clone(),
+            address: contact.address().to_string(),
+            verified: contact.verified,
+            key_changed: contact.unacknowledged_change.is_some(),
+        }
+    }
+}
+
+/// `POST /api/v1/contacts`'s body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewContact {
+    /// The name to show (1 to 64 bytes, no control characters).
+    pub name: String,
+    /// The contact's address (`xchat1...`).
+    pub address: String,
+}
+
+/// What adding a contact did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A new contact.
+    New,
+    /// That name already had that address: nothing changed.
+    Unchanged,
+    /// That name had another address: the key changed, and sending is
+    /// blocked until the user acknowledges it.
+    KeyChanged,
+}
+
+/// `POST /api/v1/contacts`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContactAdded {
+    /// The contact's id.
+    pub id: String,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+impl From<Added> for ContactAdded {
+    fn from(added: Added) -> Self {
+        let (id, outcome) = match added {
+            Added::New(id) => (id, Outcome::New),
+            Added::Unchanged(id) => (id, Outcome::Unchanged),
+            Added::KeyChanged(id) => (id, Outcome::KeyChanged),
+        };
+        Self { id: hex::encode(id.0), outcome }
+    }
+}
+
+/// A contact's safety number, to compare with theirs.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SafetyNumber)]
+pub struct SafetyNumberJson {
+    /// All 60 digits.
+    pub digits: String,
+    /// The digits in 12 groups of 5, as shown.
+    pub groups: Vec<String>,
+}
+
+/// Which way a message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = Direction)]
+pub enum DirectionJson {
+    /// From the contact.
+    In,
+    /// From the user.
+    Out,
+}
+
+/// Where a message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = Status)]
+pub enum StatusJson {
+    /// Outgoing, not yet taken by the network.
+    Pending,
+    /// Outgoing, handed to the contact's device.
+    Sent,
+    /// Outgoing, left in the contact's mailbox.
+    InMailbox,
+    /// Outgoing, the contact's device confirmed it.
+    Delivered,
+    /// Outgoing, the contact read it.
+    Read,
+    /// Outgoing, given up.
+    Failed,
+    /// Incoming, not read yet.
+    Unread,
+    /// Incoming, read.
+    Seen,
+}
+
+impl From<Status> for StatusJson {
+    fn from(status: Status) -> Self {
+        match status {
+            Status::Pending => Self::Pending,
+            Status::Sent => Self::Sent,
+            Status::InMailbox => Self::InMailbox,
+            Status::Delivered => Self::Delivered,
+            Status::Read => Self::Read,
+            Status::Failed(_) => Self::Failed,
+            Status::Unread => Self::Unread,
+            Status::Seen => Self::Seen,
+        }
+    }
+}
+
+/// One message of a conversation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Message {
+    /// The message's id (the same on both sides).
+    pub id: String,
+    /// The conversation's contact id.
+    pub contact: String,
+    /// Which way it went.
+    pub direction: DirectionJson,
+    /// The sender's clock when it was sent.
+    pub sent_at: u64,
+    /// When this device wrote it down.
+    pub received_at: u64,
+    /// The text (for a file: its name).
+    pub text: String,
+    /// The file it offers, if any.
+    pub file: Option<String>,
+    /// Where it stands.
+    pub status: StatusJson,
+    /// When it vanishes, if its timer runs.
+    pub expires_at: Option<u64>,
+}
+
+impl From<&MessageRecord> for Message {
+    fn from(message: &MessageRecord) -> Self {
+        Self {
+            id: hex::encode(message.id.as_bytes()),
+            contact: hex::encode(message.contact.0),
+            direction: match message.direction {
+                Direction::Incoming => DirectionJson::In,
+                Direction::Outgoing => DirectionJson::Out,
+            },
+            sent_at: message.sent_at.0,
+            received_at: message.received_at.0,
+            text: message.text.clone(),
+            file: message.file.map(|file| hex::encode(file.as_bytes())),
+            status: message.status.into(),
+            expires_at: message.expires_at.map(|at| at.0),
+        }
+    }
+}
+
+/// A conversation (one per contact).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Conversation {
+    /// The contact's id.
+    pub contact: String,
+    /// The contact's name.
+    pub name: String,
+    /// Incoming messages not read yet.
+    pub unread: u64,
+    /// The vanishing timer of new messages, in seconds; null when off.
+    pub timer_seconds: Option<u32>,
+    /// The newest message, if any.
+    pub last: Option<Message>,
+}
+
+/// `POST .../messages`'s body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMessage {
+    /// The text: 1 to 65536 bytes of UTF-8.
+    pub text: String,
+}
+
+/// `POST .../messages`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageQueued {
+    /// The new message's id.
+    pub id: String,
+}
+
+/// `PUT .../timer`'s body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Timer)]
+pub struct TimerJson {
+    /// Seconds until a message vanishes (30 s to 4 weeks), 0 for off.
+    pub seconds: u32,
+}
+
+/// `POST .../read`'s body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ReadMessages)]
+pub struct ReadJson {
+    /// The incoming messages the user read (at most 1000).
+    pub ids: Vec<String>,
+}
+
+/// `GET .../messages`'s query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Most messages returned: 1 to 1000, 50 by default.
+    pub limit: Option<u32>,
+    /// Only messages older than this message (its id): the next page.
+    pub before: Option<String>,
+}
+
+/// A file transfer's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = TransferState)]
+pub enum TransferStateJson {
+    /// Offered; nothing moved yet.
+    Offered,
+    /// Accepted; the node is to fetch it.
+    Accepted,
+    /// Bytes are moving.
+    Transferring,
+    /// Every chunk arrived and verified.
+    Complete,
+    /// Stopped; it may be accepted again.
+    Failed,
+}
+
+impl From<TransferState> for TransferStateJson {
+    fn from(state: TransferState) -> Self {
+        match state {
+            TransferState::Offered => Self::Offered,
+            TransferState::Accepted => Self::Accepted,
+            TransferState::Transferring => Self::Transferring,
+            TransferState::Complete => Self::Complete,
+            TransferState::Failed(_) => Self::Failed,
+        }
+    }
+}
+
+/// One event on `/api/v1/events`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[schema(as = Event)]
+pub enum EventJson {
+    /// A message arrived.
+    MessageReceived {
+        /// The message.
+        message: Message,
+    },
+    /// A message's status changed.
+    StatusChanged {
+        /// The message's id.
+        id: String,
+        /// The conversation's contact id.
+        contact: String,
+        /// The new status.
+        status: StatusJson,
+    },
+    /// A message vanished.
+    MessageExpired {
+        /// The message's id.
+        id: String,
+    },
+    /// The contact set the conversation's vanishing timer.
+    TimerChanged {
+        /// The conversation's contact id.
+        contact: String,
+        /// The timer in seconds; null when off.
+        timer_seconds: Option<u32>,
+    },
+    /// The contact's key changed: compare safety numbers again.
+    ContactKeyChanged {
+        /// The contact's id.
+        contact: String,
+    },
+    /// A file transfer changed.
+    TransferChanged {
+        /// The file's id.
+        file: String,
+        /// The conversation's contact id.
+        contact: String,
+        /// Where it stands.
+        state: TransferStateJson,
+        /// Chunks done so far.
+        chunks_done: u64,
+    },
+    /// The contact sent something this version cannot show (a call).
+    Unsupported {
+        /// The conversation's contact id.
+        contact: String,
+        /// What it was.
+        what: String,
+    },
+    /// Events were lost because this client read too slowly: reload.
+    Lagged,
+}
+
+impl EventJson {
+    /// The JSON form of `event`; `None` for events no client is told
+    /// (refusals of what peers sent, which are only counted).
+    pub fn from_event(event: &Event) -> Option<Self> {
+        Some(match event {
+            Event::MessageReceived(message) => Self::MessageReceived { message: message.into() },
+            Event::StatusChanged { id, contact, status } => Self::StatusChanged {
+                id: hex::encode(id.as_bytes()),
+                contact: hex::encode(contact.0),
+                status: (*status).into(),
+            },
+            Event::MessageExpired { id } => Self::MessageExpired { id: hex::encode(id.as_bytes()) },
+            Event::TimerChanged { contact, timer } => Self::TimerChanged {
+                contact: hex::encode(contact.0),
+                timer_seconds: timer_seconds(*timer),
+            },
+            Event::ContactKeyChanged { contact } => {
+                Self::ContactKeyChanged { contact: hex::encode(contact.0) }
+            }
+            Event::TransferChanged { file, contact, state, chunks_done } => Self::TransferChanged {
+                file: hex::encode(file.as_bytes()),
+                contact: hex::encode(contact.0),
+                state: (*state).into(),
+                chunks_done: *chunks_done,
+            },
+            Event::Unsupported { contact, what } => {
+                Self::Unsupported { contact: hex::encode(contact.0), what: (*what).to_owned() }
+            }
+            Event::Refused(_) => return None,
+        })
+    }
+}
+
+/// A timer's seconds, `None` when off.
+pub fn timer_seconds(timer: VanishingTimer) -> Option<u32> {
+    if timer.is_off() { None } else { Some(timer.as_secs()) }
+}
+
+/// Parses a contact id from the path.
+///
+/// # Errors
+/// 400 `invalid_id`.
+pub fn contact_id(text: &str) -> Result<ContactId, Problem> {
+    parse_id(text).map(ContactId)
+}
+
+/// Parses a message id.
+///
+/// # Errors
+/// 400 `invalid_id`.
+pub fn message_id(text: &str) -> Result<MessageId, Problem> {
+    parse_id(text).map(MessageId::from_bytes)
+}
+
+fn parse_id(text: &str) -> Result<[u8; MESSAGE_ID_BYTES], Problem> {
+    let invalid = || Problem::bad_request("invalid_id", "an id is 32 lowercase hex digits");
+    // Lowercase only: one spelling per id, as the API writes them.
+    if text.len() != 2 * MESSAGE_ID_BYTES
+        || !text.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    {
+        return Err(invalid());
+    }
+    let bytes = hex::decode(text).map_err(|_| invalid())?;
+    bytes.try_into().map_err(|_| invalid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_32_lowercase_hex_digits() {
+        let id = "00112233445566778899aabbccddeeff";
+        assert_eq!(hex::encode(contact_id(id).unwrap().0), id);
+        for bad in
+            ["", "0011", "00112233445566778899AABBCCDDEEFF", "g0112233445566778899aabbccddeeff"]
+        {
+            assert_eq!(contact_id(bad).unwrap_err().code, "invalid_id", "{bad}");
+        }
+    }
+
+    #[test]
+    fn events_have_a_snake_case_type_tag() {
+        let event = Event::MessageExpired { id: MessageId::from_bytes([1; 16]) };
+        let json = serde_json::to_value(EventJson::from_event(&event).unwrap()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"type": "message_expired", "id": "01010101010101010101010101010101"})
+        );
+        assert_eq!(
+            serde_json::to_value(EventJson::Lagged).unwrap(),
+            serde_json::json!({"type": "lagged"})
+        );
+    }
+}
