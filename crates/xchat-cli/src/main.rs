@@ -64,6 +64,12 @@ enum Command {
         /// Do not look for nodes on the local network.
         #[arg(long)]
         no_mdns: bool,
+        /// Where the local API listens.
+        #[arg(long, default_value = "127.0.0.1:7465", value_name = "HOST:PORT")]
+        api: std::net::SocketAddr,
+        /// Let the API listen on an address other machines can reach.
+        #[arg(long)]
+        api_allow_remote: bool,
     },
     /// Show this profile's address.
     Id {
@@ -146,8 +152,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Init { restore, no_passphrase } => {
             profile::init(profile::dir(cli.profile)?, restore, no_passphrase, cli.json)
         }
-        Command::Up { listen, bootstrap, no_mdns } => {
-            let options = profile::UpOptions { listen, bootstrap, no_mdns };
+        Command::Up { listen, bootstrap, no_mdns, api, api_allow_remote } => {
+            let options = profile::UpOptions { listen, bootstrap, no_mdns, api, api_allow_remote };
             profile::up(profile::dir(cli.profile)?, options, cli.json).await
         }
         Command::Id { qr } => profile::id(profile::dir(cli.profile)?, qr, cli.json),

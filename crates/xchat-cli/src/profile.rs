@@ -117,6 +117,10 @@ pub(crate) struct UpOptions {
     pub(crate) bootstrap: Vec<String>,
     /// No mDNS.
     pub(crate) no_mdns: bool,
+    /// The API's address.
+    pub(crate) api: std::net::SocketAddr,
+    /// Whether the API may listen on a non-loopback address.
+    pub(crate) api_allow_remote: bool,
 }
 
 /// `xchat up`.
@@ -136,15 +140,35 @@ pub(crate) async fn up(dir: ProfileDir, options: UpOptions, json: bool) -> Resul
         network.listen_addresses = parse(options.listen)?;
     }
     let profile = open(dir)?;
+    let profile_dir = profile.dir.clone();
     let node = xchat_node::start(profile, NodeConfig { network, ..NodeConfig::default() })?;
+    let config =
+        xchat_node::api::ApiConfig { bind: options.api, allow_remote: options.api_allow_remote };
+    let api = match xchat_node::api::serve(node.handle.clone(), &profile_dir, config).await {
+        Ok(api) => api,
+        Err(error) => {
+            node.handle.shutdown().await;
+            return Err(Failure::new(format!("the API: {error}")));
+        }
+    };
     let address = node.handle.address();
     let peer = node.handle.net().local_peer_id();
+    let login = api.login_url.expose();
     if json {
-        println!("{{\"address\":\"{address}\",\"peer_id\":\"{peer}\"}}");
+        println!(
+            "{{\"address\":\"{address}\",\"peer_id\":\"{peer}\",\"api\":\"http://{}\",\"login_url\":\"{login}\"}}",
+            api.local_addr
+        );
     } else {
         println!("xchat is up.");
         println!("  address  {address}");
         println!("  peer id  {peer}");
+        println!(
+            "  API      http://{} (token in {})",
+            api.local_addr,
+            profile_dir.token_file().display()
+        );
+        println!("  web UI   {login}  (one-time login link, valid 10 minutes)");
         println!("Ctrl-C stops it.");
     }
     let mut task = node.task;
@@ -156,6 +180,7 @@ pub(crate) async fn up(dir: ProfileDir, options: UpOptions, json: bool) -> Resul
         }
         ended = &mut task => ended,
     };
+    api.shutdown().await;
     match ended {
         Ok(result) => result.map_err(Failure::from),
         Err(_) => Err(Failure::new("the node's task failed")),
