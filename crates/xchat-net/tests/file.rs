@@ -478,3 +478,37 @@ async fn garbage_and_oversized_frames_are_dropped_while_an_honest_transfer_flows
     received.take(&mut honest, usize::MAX).await.unwrap();
     received.assert_whole(&shared);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_without_a_valid_request_take_no_serve_slot() {
+    let registry = FileRegistry::new();
+    let shared = SharedFile::new(2 * 1024 * 1024, 12);
+    registry.insert(shared.id, shared.served());
+    let mut server_config = config(Transport::Tcp);
+    server_config.file.max_serves = 1;
+    let (server, _) = start_server(Keypair::generate_ed25519(), server_config, &registry).await;
+
+    // Silent streams, and requests with a wrong proof, from a hostile peer.
+    let mut control = hostile_control(server.peer, server.address.clone()).await;
+    let mut silent = Vec::new();
+    for _ in 0..10 {
+        silent.push(control.open_stream(server.peer, file::PROTOCOL).await.unwrap());
+    }
+    let mut forged = u32::try_from(file::protocol::REQUEST_BYTES).unwrap().to_be_bytes().to_vec();
+    forged.extend_from_slice(
+        &file::protocol::Request {
+            file_id: shared.id,
+            from_chunk: 0,
+            direct: true,
+            proof: [0; 32],
+        }
+        .encode(),
+    );
+    let answer = hostile_stream(&mut control, server.peer, &forged).await;
+    assert_eq!(answer, [0, 0, 0, 1, 0x01], "a framed `Refused`");
+
+    let client = common::start(Transport::Tcp).await;
+    client.handle.add_address(server.peer, server.address.clone()).await.unwrap();
+    fetch_whole(&client.handle, server.peer, &shared, RoutePolicy::Any).await;
+    drop(silent);
+}

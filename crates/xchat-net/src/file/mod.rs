@@ -71,8 +71,8 @@ pub(crate) use server::run as serve;
 /// The protocol name.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/xchat/file/1");
 
-/// Most fetches this node serves at once, all peers together; more are
-/// answered `Busy`.
+/// Most fetches this node serves at once, all peers together; more (with a
+/// valid proof) are answered `Busy`.
 pub const MAX_SERVES: usize = 32;
 /// Most fetches this node serves at once to one peer; more are answered
 /// `Busy`.
@@ -95,9 +95,10 @@ pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most direct connections still owing their ticket at once; more are
 /// closed at once.
 pub const MAX_PENDING_DIRECT_CONNECTIONS: usize = 64;
-/// Most `Busy` answers being written at once; past it a refused stream is
-/// closed with no answer.
-pub const MAX_REFUSALS_IN_FLIGHT: usize = 64;
+/// Most inbound streams whose request is not yet read and checked, all
+/// peers together; more are closed at once. Each lasts at most
+/// [`REQUEST_TIMEOUT`].
+pub const MAX_PENDING_REQUESTS: usize = 64;
 /// Bytes of one read from the file and one write to the socket.
 pub const IO_BUFFER_BYTES: usize = 256 * 1024;
 /// Buffers of [`IO_BUFFER_BYTES`] one serve holds at most (so 1 MiB): the

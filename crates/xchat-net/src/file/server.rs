@@ -2,12 +2,14 @@
 //! and the direct connections; each granted fetch runs in its own serve
 //! task, which reads the file on a blocking thread and writes the socket.
 //!
-//! Limits: [`Config::max_serves`] serve tasks at once and
-//! [`Config::max_serves_per_peer`] per peer (more streams get `Busy`, or
-//! nothing past [`MAX_REFUSALS_IN_FLIGHT`]); a request or ticket must come
-//! within [`REQUEST_TIMEOUT`]; every write must progress within
-//! [`Config::stall_timeout`]; a serve holds at most [`IO_BUFFERS_PER_SERVE`]
-//! buffers of [`IO_BUFFER_BYTES`].
+//! Limits: at most [`MAX_PENDING_REQUESTS`] streams whose request is not
+//! yet read and checked (more are closed at once), each for at most
+//! [`REQUEST_TIMEOUT`]; only then, with a valid proof, does a fetch take
+//! one of [`Config::max_serves`] serve slots and [`Config::max_serves_per_peer`]
+//! per peer (else `Busy`), so peers without the token cannot crowd out
+//! those with it. A ticket must come within [`REQUEST_TIMEOUT`]; every
+//! write must progress within [`Config::stall_timeout`]; a serve holds at
+//! most [`IO_BUFFERS_PER_SERVE`] buffers of [`IO_BUFFER_BYTES`].
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -30,12 +32,9 @@ use super::protocol::{
 };
 use super::{
     Config, FileSource, IO_BUFFER_BYTES, IO_BUFFERS_PER_SERVE, MAX_PENDING_DIRECT_CONNECTIONS,
-    MAX_REFUSALS_IN_FLIGHT, REQUEST_TIMEOUT, TICKET_LIFETIME,
+    MAX_PENDING_REQUESTS, REQUEST_TIMEOUT, TICKET_LIFETIME,
 };
 use crate::frame::{read_frame, write_frame};
-
-/// How long a `Busy` answer may take to write before the stream is dropped.
-const REFUSAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 type Tickets = HashMap<[u8; TICKET_BYTES], oneshot::Sender<TcpStream>>;
 
@@ -50,6 +49,8 @@ struct Shared {
     tickets: Mutex<Tickets>,
     /// Serve tasks per peer.
     per_peer: Mutex<HashMap<PeerId, usize>>,
+    /// Serve slots, all peers.
+    serves: Arc<Semaphore>,
 }
 
 impl Shared {
@@ -74,6 +75,7 @@ pub(crate) async fn run(
     let direct_port = listener.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port());
     let serves = Arc::new(Semaphore::new(config.max_serves));
     let shared = Arc::new(Shared {
+        serves,
         source,
         local,
         config,
@@ -81,7 +83,7 @@ pub(crate) async fn run(
         tickets: Mutex::new(HashMap::new()),
         per_peer: Mutex::new(HashMap::new()),
     });
-    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
+    let pending_requests = Arc::new(Semaphore::new(MAX_PENDING_REQUESTS));
     let pending_direct = Arc::new(Semaphore::new(MAX_PENDING_DIRECT_CONNECTIONS));
     // Dropping the set (when this task ends or is dropped) aborts them all.
     let mut tasks = JoinSet::new();
@@ -89,16 +91,11 @@ pub(crate) async fn run(
         tokio::select! {
             next = incoming.next() => {
                 let Some((peer, stream)) = next else { break };
-                match take_slot(&shared, &serves, peer) {
-                    Some(slot) => {
-                        tasks.spawn(serve(Arc::clone(&shared), peer, stream, slot));
+                match Arc::clone(&pending_requests).try_acquire_owned() {
+                    Ok(permit) => {
+                        tasks.spawn(serve(Arc::clone(&shared), peer, stream, permit));
                     }
-                    None => {
-                        tracing::debug!(%peer, "file fetch refused: busy");
-                        if let Ok(permit) = Arc::clone(&refusals).try_acquire_owned() {
-                            tasks.spawn(refuse_busy(stream, permit));
-                        }
-                    }
+                    Err(_) => tracing::debug!(%peer, "file stream dropped: too many pending"),
                 }
             }
             accepted = accept(listener.as_ref()) => match accepted {
@@ -147,24 +144,15 @@ impl Drop for Slot {
     }
 }
 
-fn take_slot(shared: &Arc<Shared>, serves: &Arc<Semaphore>, peer: PeerId) -> Option<Slot> {
+fn take_slot(shared: &Arc<Shared>, peer: PeerId) -> Option<Slot> {
     let mut per_peer = shared.per_peer();
-    let count = per_peer.entry(peer).or_insert(0);
-    if *count >= shared.config.max_serves_per_peer {
+    let count = per_peer.get(&peer).copied().unwrap_or(0);
+    if count >= shared.config.max_serves_per_peer {
         return None;
     }
-    let permit = Arc::clone(serves).try_acquire_owned().ok()?;
-    *count += 1;
+    let permit = Arc::clone(&shared.serves).try_acquire_owned().ok()?;
+    per_peer.insert(peer, count + 1);
     Some(Slot { shared: Arc::clone(shared), peer, _permit: permit })
-}
-
-async fn refuse_busy(mut stream: Stream, _permit: OwnedSemaphorePermit) {
-    let body = Response::Refused(Status::Busy).encode();
-    let _ = timeout(REFUSAL_TIMEOUT, async {
-        write_frame(&mut stream, &body, MAX_RESPONSE_BYTES).await?;
-        stream.close().await
-    })
-    .await;
 }
 
 /// Reads a direct connection's ticket and hands the connection to the
@@ -222,17 +210,23 @@ enum ServeError {
     Io(#[from] io::Error),
 }
 
-async fn serve(shared: Arc<Shared>, peer: PeerId, mut stream: Stream, _slot: Slot) {
-    match serve_stream(&shared, peer, &mut stream).await {
+async fn serve(
+    shared: Arc<Shared>,
+    peer: PeerId,
+    mut stream: Stream,
+    pending: OwnedSemaphorePermit,
+) {
+    match serve_stream(&shared, peer, &mut stream, pending).await {
         Ok(()) => tracing::debug!(%peer, "file served"),
         Err(error) => tracing::debug!(%peer, %error, "file serve ended"),
     }
 }
 
 async fn serve_stream(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     peer: PeerId,
     stream: &mut Stream,
+    pending: OwnedSemaphorePermit,
 ) -> Result<(), ServeError> {
     let frame = timeout(REQUEST_TIMEOUT, read_frame(stream, REQUEST_BYTES, None))
         .await
@@ -250,8 +244,12 @@ async fn serve_stream(
     let opened = tokio::task::spawn_blocking(move || open(source, &request, &transcript))
         .await
         .unwrap_or(Err(Status::Unavailable));
-    let (file, encrypted_len, offset) = match opened {
-        Ok(opened) => opened,
+    // Only a fetcher with the token gets this far: it takes a serve slot.
+    let granted = opened
+        .and_then(|opened| take_slot(shared, peer).map(|slot| (opened, slot)).ok_or(Status::Busy));
+    drop(pending);
+    let ((file, encrypted_len, offset), _slot) = match granted {
+        Ok(granted) => granted,
         Err(status) => {
             let body = Response::Refused(status).encode();
             timeout(REQUEST_TIMEOUT, write_frame(stream, &body, MAX_RESPONSE_BYTES))
@@ -268,7 +266,10 @@ async fn serve_stream(
             OsRng.try_fill_bytes(&mut ticket).map_err(|_| io::Error::other("no randomness"))?;
             let (sender, receiver) = oneshot::channel();
             shared.tickets().insert(ticket, sender);
-            (Some(DirectOffer { port, ticket }), Some((receiver, TicketGuard { shared, ticket })))
+            (
+                Some(DirectOffer { port, ticket }),
+                Some((receiver, TicketGuard { shared: shared.as_ref(), ticket })),
+            )
         }
         _ => (None, None),
     };
