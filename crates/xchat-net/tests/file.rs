@@ -159,7 +159,7 @@ async fn fetch_whole(
     file: &SharedFile,
     route: RoutePolicy,
 ) -> Route {
-    let mut fetch = client.fetch_file(server, file.request(0, route)).await.unwrap();
+    let mut fetch = within(client.fetch_file(server, file.request(0, route))).await.unwrap();
     let mut received = Received::new(file);
     received.take(&mut fetch, usize::MAX).await.unwrap();
     received.assert_whole(file);
@@ -228,7 +228,8 @@ async fn empty_file_is_one_chunk_and_past_the_end_is_out_of_range() {
     registry.insert(shared.id, shared.served());
     let (server, client) = pair(Transport::Tcp, &registry).await;
     fetch_whole(&client.handle, server.peer, &shared, RoutePolicy::Any).await;
-    let past = client.handle.fetch_file(server.peer, shared.request(1, RoutePolicy::Any)).await;
+    let past =
+        within(client.handle.fetch_file(server.peer, shared.request(1, RoutePolicy::Any))).await;
     assert_eq!(past.unwrap_err(), FetchError::OutOfRange);
 }
 
@@ -246,7 +247,9 @@ async fn cut_and_resume(len: u64, cut_after: usize) {
     client.handle.add_address(server.peer, server.address.clone()).await.unwrap();
 
     let mut fetch =
-        client.handle.fetch_file(server.peer, shared.request(0, RoutePolicy::Any)).await.unwrap();
+        within(client.handle.fetch_file(server.peer, shared.request(0, RoutePolicy::Any)))
+            .await
+            .unwrap();
     assert_eq!(fetch.route(), Route::Direct);
     let mut received = Received::new(&shared);
     received.take(&mut fetch, cut_after).await.unwrap();
@@ -303,7 +306,9 @@ async fn bad_proof_and_unknown_file_are_refused_alike_while_an_honest_transfer_f
     let (server, client) = pair(Transport::Tcp, &registry).await;
 
     let mut honest =
-        client.handle.fetch_file(server.peer, shared.request(0, RoutePolicy::Any)).await.unwrap();
+        within(client.handle.fetch_file(server.peer, shared.request(0, RoutePolicy::Any)))
+            .await
+            .unwrap();
     let mut received = Received::new(&shared);
     received.take(&mut honest, 10).await.unwrap();
 
@@ -320,7 +325,7 @@ async fn bad_proof_and_unknown_file_are_refused_alike_while_an_honest_transfer_f
         ..shared.request(3, RoutePolicy::StreamOnly)
     };
     for request in [wrong_token, unknown_file, stream_only] {
-        let refused = client.handle.fetch_file(server.peer, request).await;
+        let refused = within(client.handle.fetch_file(server.peer, request)).await;
         assert_eq!(refused.unwrap_err(), FetchError::Refused);
     }
 
@@ -340,7 +345,9 @@ async fn fetches_past_the_per_peer_limit_are_busy_and_the_others_finish() {
     client.handle.add_address(server.peer, server.address.clone()).await.unwrap();
 
     let mut first =
-        client.handle.fetch_file(server.peer, shared.request(0, RoutePolicy::Any)).await.unwrap();
+        within(client.handle.fetch_file(server.peer, shared.request(0, RoutePolicy::Any)))
+            .await
+            .unwrap();
     let mut second = client
         .handle
         .fetch_file(server.peer, shared.request(0, RoutePolicy::StreamOnly))
@@ -348,7 +355,8 @@ async fn fetches_past_the_per_peer_limit_are_busy_and_the_others_finish() {
         .unwrap();
     for _ in 0..3 {
         let third =
-            client.handle.fetch_file(server.peer, shared.request(0, RoutePolicy::Any)).await;
+            within(client.handle.fetch_file(server.peer, shared.request(0, RoutePolicy::Any)))
+                .await;
         assert_eq!(third.unwrap_err(), FetchError::Busy);
     }
     for fetch in [&mut first, &mut second] {
@@ -360,7 +368,9 @@ async fn fetches_past_the_per_peer_limit_are_busy_and_the_others_finish() {
     // The slots are free again once the serves end.
     within(async {
         loop {
-            match client.handle.fetch_file(server.peer, shared.request(0, RoutePolicy::Any)).await {
+            match within(client.handle.fetch_file(server.peer, shared.request(0, RoutePolicy::Any)))
+                .await
+            {
                 Ok(mut fetch) => {
                     let mut received = Received::new(&shared);
                     received.take(&mut fetch, usize::MAX).await.unwrap();
@@ -391,9 +401,12 @@ async fn stalled_fetcher_is_dropped_while_another_transfer_flows() {
     // Asks for 64 MiB and reads nothing: the socket buffers fill, the
     // server's writes stall, and it drops the fetch after a second.
     let mut stalled =
-        client.handle.fetch_file(server.peer, big.request(0, RoutePolicy::Any)).await.unwrap();
+        within(client.handle.fetch_file(server.peer, big.request(0, RoutePolicy::Any)))
+            .await
+            .unwrap();
     fetch_whole(&client.handle, server.peer, &small, RoutePolicy::Any).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The server sees no progress for two stall checks (2 s); wait more than twice that.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let mut received = Received::new(&big);
     let result = received.take(&mut stalled, usize::MAX).await;
     assert_eq!(result, Err(FetchError::ConnectionLost));
@@ -427,9 +440,9 @@ async fn hostile_stream(
     victim: PeerId,
     bytes: &[u8],
 ) -> Vec<u8> {
-    let mut stream = control.open_stream(victim, file::PROTOCOL).await.unwrap();
-    stream.write_all(bytes).await.unwrap();
-    stream.flush().await.unwrap();
+    let mut stream = within(control.open_stream(victim, file::PROTOCOL)).await.unwrap();
+    within(stream.write_all(bytes)).await.unwrap();
+    within(stream.flush()).await.unwrap();
     let mut answer = Vec::new();
     let _ = within(stream.read_to_end(&mut answer)).await;
     answer
@@ -442,7 +455,9 @@ async fn garbage_and_oversized_frames_are_dropped_while_an_honest_transfer_flows
     registry.insert(shared.id, shared.served());
     let (server, client) = pair(Transport::Tcp, &registry).await;
     let mut honest =
-        client.handle.fetch_file(server.peer, shared.request(0, RoutePolicy::Any)).await.unwrap();
+        within(client.handle.fetch_file(server.peer, shared.request(0, RoutePolicy::Any)))
+            .await
+            .unwrap();
     let mut received = Received::new(&shared);
     received.take(&mut honest, 5).await.unwrap();
 
@@ -468,8 +483,8 @@ async fn garbage_and_oversized_frames_are_dropped_while_an_honest_transfer_flows
     unknown_ticket.push(file::protocol::VERSION);
     unknown_ticket.extend_from_slice(&[0x77; file::protocol::TICKET_BYTES]);
     for bytes in [vec![0x5A; 300], u32::MAX.to_be_bytes().to_vec(), unknown_ticket] {
-        let mut tcp = tokio::net::TcpStream::connect(direct).await.unwrap();
-        tcp.write_all(&bytes).await.unwrap();
+        let mut tcp = within(tokio::net::TcpStream::connect(direct)).await.unwrap();
+        within(tcp.write_all(&bytes)).await.unwrap();
         let mut answer = Vec::new();
         let _ = within(tcp.read_to_end(&mut answer)).await;
         assert!(answer.is_empty(), "no answer on the direct path, got {answer:?}");
@@ -492,7 +507,7 @@ async fn streams_without_a_valid_request_take_no_serve_slot() {
     let mut control = hostile_control(server.peer, server.address.clone()).await;
     let mut silent = Vec::new();
     for _ in 0..10 {
-        silent.push(control.open_stream(server.peer, file::PROTOCOL).await.unwrap());
+        silent.push(within(control.open_stream(server.peer, file::PROTOCOL)).await.unwrap());
     }
     let mut forged = u32::try_from(file::protocol::REQUEST_BYTES).unwrap().to_be_bytes().to_vec();
     forged.extend_from_slice(
