@@ -36,6 +36,16 @@
 //! so at most [`MAX_FILE_BYTES`] (256 TiB); at that size AES-GCM's bound on
 //! the data under one key is still about 2^-41.
 //!
+//! | fetch token | HKDF-SHA256(salt = empty, ikm = file key, info = [`kdf::FILE_FETCH_TOKEN_INFO`]) |
+//! | fetch proof | HMAC-SHA256(key = fetch token, [`kdf::FILE_FETCH_PROOF`] `\|\|` transcript) |
+//!
+//! The fetch token lets the device serving a file's ciphertext tell a device
+//! that holds the file's descriptor from any other, without learning the
+//! file key from it (HKDF is one-way) and without an identity: the fetcher
+//! proves the token with a [`FetchToken::prove`] MAC over a transcript the
+//! network layer defines (the file, both transport keys), so a proof seen by
+//! one server cannot be replayed to another.
+//!
 //! [`encrypt`] and [`decrypt`] stream over [`Read`] and [`Write`] with one
 //! chunk buffer; [`ChunkCipher`] seals and opens single chunks, for a network
 //! layer that fetches and resumes transfers chunk by chunk.
@@ -81,6 +91,61 @@ impl FileKey {
     /// The key's bytes, for the message that shares the file. Wiped when dropped.
     pub fn to_bytes(&self) -> Zeroizing<[u8; FILE_KEY_BYTES]> {
         Zeroizing::new(*self.0)
+    }
+}
+
+impl FileKey {
+    /// The file's fetch token: what the device serving the file checks
+    /// fetch proofs against, derived one-way from the key.
+    pub fn fetch_token(&self) -> FetchToken {
+        let token = kdf::derive_key(&[], self.0.as_ref(), &[kdf::FILE_FETCH_TOKEN_INFO]);
+        FetchToken(Box::new(*token))
+    }
+}
+
+/// Bytes of a [`FetchToken`].
+pub const FETCH_TOKEN_BYTES: usize = 32;
+/// Bytes of a fetch proof ([`FetchToken::prove`]): an HMAC-SHA256 tag.
+pub const FETCH_PROOF_BYTES: usize = 32;
+
+/// A file's fetch token ([`FileKey::fetch_token`]): the device serving the
+/// file keeps it to check fetch proofs; a fetcher derives it from the key in
+/// the file's descriptor. Grants the file's ciphertext only, never its
+/// plaintext. Wiped on drop; never printed.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct FetchToken(Box<[u8; FETCH_TOKEN_BYTES]>);
+
+impl FetchToken {
+    /// Restores a token from its stored bytes.
+    pub fn from_bytes(bytes: &[u8; FETCH_TOKEN_BYTES]) -> Self {
+        Self(Box::new(*bytes))
+    }
+
+    /// The token's bytes, for the serving device's store. Wiped when dropped.
+    pub fn to_bytes(&self) -> Zeroizing<[u8; FETCH_TOKEN_BYTES]> {
+        Zeroizing::new(*self.0)
+    }
+
+    /// The proof of holding this token over `transcript`:
+    /// HMAC-SHA256(token, [`kdf::FILE_FETCH_PROOF`] `||` transcript).
+    pub fn prove(&self, transcript: &[u8]) -> [u8; FETCH_PROOF_BYTES] {
+        let mut message = Vec::with_capacity(kdf::FILE_FETCH_PROOF.len() + transcript.len());
+        message.extend_from_slice(kdf::FILE_FETCH_PROOF);
+        message.extend_from_slice(transcript);
+        *kdf::hmac_sha256(self.0.as_ref(), &message)
+    }
+
+    /// Whether `proof` is this token's proof over `transcript`, compared in
+    /// constant time.
+    pub fn verify(&self, transcript: &[u8], proof: &[u8; FETCH_PROOF_BYTES]) -> bool {
+        use subtle::ConstantTimeEq;
+        self.prove(transcript).ct_eq(proof).into()
+    }
+}
+
+impl std::fmt::Debug for FetchToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FetchToken(<redacted>)")
     }
 }
 
@@ -688,7 +753,32 @@ mod tests {
     }
 
     #[test]
+    fn fetch_token_is_per_file_and_apart_from_the_chunk_key() {
+        let token = key(20).fetch_token();
+        assert_eq!(*token.to_bytes(), *key(20).fetch_token().to_bytes());
+        assert_ne!(*token.to_bytes(), *key(21).fetch_token().to_bytes());
+        let chunk_key =
+            kdf::derive_key(&[], key(20).to_bytes().as_ref(), &[kdf::FILE_CHUNK_KEY_INFO]);
+        assert_ne!(*token.to_bytes(), *chunk_key);
+        assert_ne!(*token.to_bytes(), *key(20).to_bytes());
+    }
+
+    #[test]
+    fn fetch_proof_verifies_only_under_its_token_and_transcript() {
+        let token = key(22).fetch_token();
+        let proof = token.prove(b"file and peers");
+        assert!(token.verify(b"file and peers", &proof));
+        assert!(FetchToken::from_bytes(&token.to_bytes()).verify(b"file and peers", &proof));
+        assert!(!token.verify(b"file and other peers", &proof));
+        assert!(!key(23).fetch_token().verify(b"file and peers", &proof));
+        let mut flipped = proof;
+        flipped[31] ^= 1;
+        assert!(!token.verify(b"file and peers", &flipped));
+    }
+
+    #[test]
     fn secret_types_debug_redacted() {
+        insta::assert_snapshot!(format!("{:?}", key(13).fetch_token()), @"FetchToken(<redacted>)");
         insta::assert_snapshot!(format!("{:?}", key(13)), @"FileKey(<redacted>)");
         insta::assert_snapshot!(
             format!("{:?}", ChunkCipher::new(&key(13))),

@@ -67,6 +67,12 @@ pub const SEALED_SENDER_LAYER2_INFO: &[u8] = b"xchat/v1/sealed-sender/layer2";
 
 /// HKDF info of a file's chunk-encryption key, from the file's random key.
 pub const FILE_CHUNK_KEY_INFO: &[u8] = b"xchat/v1/file/chunk-key";
+/// HKDF info of a file's fetch token, from the file's random key: what a
+/// device that holds the file's descriptor proves to the device serving it.
+pub const FILE_FETCH_TOKEN_INFO: &[u8] = b"xchat/v1/file/fetch-token";
+/// HMAC-SHA256 prefix of a fetch proof under a fetch token (the transcript
+/// layout: `docs/network.md`, "/xchat/file/1").
+pub const FILE_FETCH_PROOF: &[u8] = b"xchat/v1/file/fetch-proof";
 
 // --- Backups (byte layout: `backup.rs`) --------------------------------------------
 

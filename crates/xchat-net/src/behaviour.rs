@@ -67,6 +67,9 @@ pub(crate) struct Behaviour {
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) delivery: request_response::Behaviour<delivery::Codec>,
     pub(crate) mailbox: request_response::Behaviour<mailbox::Codec>,
+    /// Raw streams for `/xchat/file/1`: the file service and fetches
+    /// read and write them outside the network task.
+    pub(crate) file: libp2p_stream::Behaviour,
     /// Listens through relays (`/p2p-circuit` addresses) and dials through
     /// them.
     pub(crate) relay_client: relay::client::Behaviour,
@@ -234,6 +237,7 @@ fn behaviour(
         mdns: mdns.into(),
         delivery,
         mailbox,
+        file: libp2p_stream::Behaviour::new(),
         relay_client,
         relay_server: relay_server.into(),
         dcutr: dcutr::Behaviour::new(local),

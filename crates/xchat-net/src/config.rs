@@ -162,6 +162,9 @@ pub struct Config {
     /// Keep envelopes for other devices' mailboxes with this policy; `None`
     /// only asks other nodes (`/xchat/mailbox/1` outbound only).
     pub mailbox: Option<crate::mailbox::Config>,
+    /// How files are served and fetched (`/xchat/file/1`), and where the
+    /// direct path listens.
+    pub file: crate::file::Config,
 }
 
 impl Default for Config {
@@ -185,6 +188,7 @@ impl Default for Config {
             enable_relay_server: false,
             limits: Limits::default(),
             mailbox: Some(crate::mailbox::Config::default()),
+            file: crate::file::Config::default(),
         }
     }
 }

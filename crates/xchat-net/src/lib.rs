@@ -12,7 +12,8 @@
 //! - Protocols: identify, ping, Kademlia on xchat's own name
 //!   ([`KAD_PROTOCOL`], never the IPFS DHT), mDNS on the LAN (can be turned
 //!   off), connection limits, [`delivery`] (`/xchat/delivery/1`) and
-//!   [`mailbox`] (`/xchat/mailbox/1`).
+//!   [`mailbox`] (`/xchat/mailbox/1`), [`file`] (`/xchat/file/1`, with a
+//!   direct TCP path for the ciphertext).
 //! - The peer id is the device's *transport* key, handed in by the caller,
 //!   never its identity key.
 //!
@@ -70,6 +71,7 @@
 mod behaviour;
 pub mod config;
 pub mod delivery;
+pub mod file;
 pub mod frame;
 pub mod mailbox;
 mod network;

@@ -26,12 +26,15 @@
 //! online. Deciding what to send to whom is `xchat-core`'s.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use futures::StreamExt;
 use libp2p::kad::store::RecordStore;
+use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{DialError as SwarmDialError, SwarmEvent};
+use libp2p::swarm::{ConnectionId, DialError as SwarmDialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, identity::Keypair, kad, mdns};
 use tokio::sync::{mpsc, oneshot};
 use xchat_proto::envelope::Envelope;
@@ -42,6 +45,7 @@ use crate::config::{
     COMMAND_QUEUE_LEN, Config, EVENT_QUEUE_LEN, MAX_PENDING_DIALS, MAX_PENDING_RECORD_QUERIES,
 };
 use crate::delivery::{self, Answer};
+use crate::file::{self, Fetch, FetchError, FetchRequest, FileSource};
 use crate::mailbox::{self, MailboxKey, MemoryStorage, Storage};
 use crate::record::{self, RecordError};
 
@@ -253,6 +257,8 @@ enum Command {
     Publish { key: Vec<u8>, value: Vec<u8>, reply: oneshot::Sender<Result<(), PublishError>> },
     Find { key: Vec<u8>, reply: FindReply },
     Bootstrap { reply: oneshot::Sender<bool> },
+    PeerIp { peer: PeerId, reply: oneshot::Sender<Option<IpAddr>> },
+    DirectFileAddress { reply: oneshot::Sender<Option<SocketAddr>> },
 }
 
 /// A cloneable handle to a running [`Network`]: every method is a bounded
@@ -261,6 +267,7 @@ enum Command {
 pub struct NetworkHandle {
     commands: mpsc::Sender<Command>,
     local_peer_id: PeerId,
+    fetcher: file::Fetcher,
 }
 
 impl NetworkHandle {
@@ -451,6 +458,45 @@ impl NetworkHandle {
         answer.await.map_err(|_| FindError::Stopped)?
     }
 
+    /// Fetches a file's ciphertext from `peer` over `/xchat/file/1`
+    /// (dialing it at known addresses if needed), from `request.from_chunk`
+    /// on: returns once the peer granted the fetch, with a [`Fetch`] that
+    /// yields the chunks in order as the caller reads them. Verify each
+    /// ([`file::EncryptedChunk::open`]); after a cut, fetch again from the
+    /// chunk after the last one verified.
+    ///
+    /// The bytes take a direct TCP connection to the peer when it offers one
+    /// and `request.route` allows it, else the libp2p stream.
+    ///
+    /// # Errors
+    /// [`FetchError`].
+    pub async fn fetch_file(
+        &self,
+        peer: PeerId,
+        request: FetchRequest,
+    ) -> Result<Fetch, FetchError> {
+        self.dial(peer, Vec::new()).await.map_err(|error| match error {
+            DialError::Stopped => FetchError::Stopped,
+            DialError::Unreachable { .. } | DialError::Busy => FetchError::Unreachable,
+        })?;
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::PeerIp { peer, reply }).await.map_err(|_| FetchError::Stopped)?;
+        let peer_ip = answer.await.map_err(|_| FetchError::Stopped)?;
+        file::fetch(&self.fetcher, self.local_peer_id, peer, peer_ip, request).await
+    }
+
+    /// Where this node's direct file path listens (its port is what
+    /// fetchers are told), once [`Network::run`] has bound it; `None` when
+    /// there is none ([`file::Config::direct_listen`]).
+    ///
+    /// # Errors
+    /// [`CommandError::Stopped`].
+    pub async fn direct_file_address(&self) -> Result<Option<SocketAddr>, CommandError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::DirectFileAddress { reply }).await?;
+        answer.await.map_err(|_| CommandError::Stopped)
+    }
+
     /// Starts a DHT bootstrap (a lookup of this node's own id, which fills
     /// the routing table). Returns whether any peer was known to start from.
     ///
@@ -502,6 +548,16 @@ pub struct Network {
     pending_puts: HashMap<kad::QueryId, oneshot::Sender<Result<(), PublishError>>>,
     /// Gets awaited, with the latest valid copy found so far.
     pending_finds: HashMap<kad::QueryId, (FindReply, Option<Found>)>,
+    /// Remote addresses of the connections up, per peer: a fetch's direct
+    /// path goes to the IP of one.
+    connections: HashMap<PeerId, Vec<(ConnectionId, Multiaddr)>>,
+    /// Inbound `/xchat/file/1` streams, until [`Network::run`] hands them to
+    /// the file service.
+    file_streams: Option<libp2p_stream::IncomingStreams>,
+    file_source: Option<Arc<dyn FileSource>>,
+    file_config: file::Config,
+    /// Where the direct file path listens, once bound.
+    direct_file_address: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Network {
@@ -542,8 +598,14 @@ impl Network {
         let swarm = behaviour::build(keypair, &config)?;
         let (command_sender, commands) = mpsc::channel(COMMAND_QUEUE_LEN);
         let (events, event_receiver) = mpsc::channel(EVENT_QUEUE_LEN);
-        let handle =
-            NetworkHandle { commands: command_sender, local_peer_id: *swarm.local_peer_id() };
+        let mut control = swarm.behaviour().file.new_control();
+        // A fresh behaviour has no protocol registered yet.
+        let file_streams = control.accept(file::PROTOCOL).ok();
+        let handle = NetworkHandle {
+            commands: command_sender,
+            local_peer_id: *swarm.local_peer_id(),
+            fetcher: file::Fetcher::new(control, config.file.stall_timeout),
+        };
         let network = Self {
             swarm,
             commands,
@@ -562,8 +624,44 @@ impl Network {
             pending_lookups: HashMap::new(),
             pending_puts: HashMap::new(),
             pending_finds: HashMap::new(),
+            connections: HashMap::new(),
+            file_streams,
+            file_source: None,
+            file_config: config.file,
+            direct_file_address: None,
         };
         Ok((network, handle, event_receiver))
+    }
+
+    /// Serves the files `source` holds over `/xchat/file/1` (call before
+    /// [`Network::run`]). Without a source every fetch is refused.
+    pub fn set_file_source(&mut self, source: Arc<dyn FileSource>) {
+        self.file_source = Some(source);
+    }
+
+    /// Binds the direct file path and spawns the file service; it ends when
+    /// the returned guard drops, with the network task.
+    async fn start_file_service(&mut self) -> Option<AbortOnDrop> {
+        let streams = self.file_streams.take()?;
+        let listener = match self.file_config.direct_listen {
+            Some(address) => match tokio::net::TcpListener::bind(address).await {
+                Ok(listener) => Some(listener),
+                Err(error) => {
+                    tracing::warn!(%address, %error, "no direct file path: cannot listen");
+                    None
+                }
+            },
+            None => None,
+        };
+        self.direct_file_address = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let service = file::serve(
+            streams,
+            listener,
+            self.file_source.clone(),
+            *self.swarm.local_peer_id(),
+            self.file_config.clone(),
+        );
+        Some(AbortOnDrop(tokio::spawn(service)))
     }
 
     /// Drives the swarm until every [`NetworkHandle`] is dropped.
@@ -579,6 +677,7 @@ impl Network {
         if self.swarm.behaviour_mut().kad.bootstrap().is_err() {
             tracing::debug!("no bootstrap peer: the DHT fills from mDNS and incoming peers");
         }
+        let _file_service = self.start_file_service().await;
         loop {
             let room = self.pending_events.len() < EVENT_QUEUE_LEN;
             let has_events = !self.pending_events.is_empty();
@@ -693,6 +792,16 @@ impl Network {
             Command::Bootstrap { reply } => {
                 let _ = reply.send(self.swarm.behaviour_mut().kad.bootstrap().is_ok());
             }
+            Command::PeerIp { peer, reply } => {
+                let ip = self
+                    .connections
+                    .get(&peer)
+                    .and_then(|connections| connections.iter().find_map(|(_, a)| direct_ip(a)));
+                let _ = reply.send(ip);
+            }
+            Command::DirectFileAddress { reply } => {
+                let _ = reply.send(self.direct_file_address);
+            }
         }
     }
 
@@ -750,14 +859,32 @@ impl Network {
                 tracing::info!(%address, "listening");
                 self.emit(Event::Listening { address });
             }
-            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                self.connections
+                    .entry(peer_id)
+                    .or_default()
+                    .push((connection_id, endpoint.get_remote_address().clone()));
                 self.finish_dial(peer_id, &Ok(()));
                 if num_established.get() == 1 {
                     self.emit(Event::PeerConnected { peer: peer_id });
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
-                self.emit(Event::PeerDisconnected { peer: peer_id });
+            SwarmEvent::ConnectionClosed { peer_id, num_established, connection_id, .. } => {
+                if let Some(connections) = self.connections.get_mut(&peer_id) {
+                    connections.retain(|(id, _)| *id != connection_id);
+                    if connections.is_empty() {
+                        self.connections.remove(&peer_id);
+                    }
+                }
+                if num_established == 0 {
+                    self.emit(Event::PeerDisconnected { peer: peer_id });
+                }
             }
             // A failed dial matters only while no other connection is up.
             SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. }
@@ -1076,6 +1203,29 @@ fn keeps(
 struct Outbox {
     in_flight: usize,
     queued: VecDeque<(Envelope, DeliveryReply)>,
+}
+
+/// The IP a direct connection's remote address starts with; `None` for a
+/// relayed (`/p2p-circuit`) or in-memory one.
+fn direct_ip(address: &Multiaddr) -> Option<IpAddr> {
+    if address.iter().any(|part| matches!(part, Protocol::P2pCircuit)) {
+        return None;
+    }
+    match address.iter().next() {
+        Some(Protocol::Ip4(ip)) => Some(ip.into()),
+        Some(Protocol::Ip6(ip)) => Some(ip.into()),
+        _ => None,
+    }
+}
+
+/// Aborts a spawned task when dropped: the file service ends with the
+/// network task, however that ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A dial error's reason, for logs and [`DialError::Unreachable`]: libp2p's
