@@ -22,6 +22,7 @@ use xchat_core::time::UnixMillis;
 use xchat_crypto::address::Address;
 use xchat_crypto::identity::Identity;
 use xchat_crypto::presence;
+use xchat_net::file::{FileRegistry, ServedFile};
 use xchat_net::{InboundDelivery, Multiaddr, Network, NetworkHandle, PeerId};
 use xchat_store::{Store, StoreError};
 
@@ -82,6 +83,9 @@ pub enum NodeError {
     /// The network could not start.
     #[error("the network could not start: {0}")]
     Network(String),
+    /// A file could not be read, described or written.
+    #[error("file: {0}")]
+    File(String),
 }
 
 /// What the node has told the network about itself.
@@ -111,6 +115,8 @@ pub struct NodeHandle {
     address: Address,
     net: NetworkHandle,
     status: watch::Receiver<NodeStatus>,
+    files: std::path::PathBuf,
+    registry: FileRegistry,
 }
 
 impl std::fmt::Debug for NodeHandle {
@@ -160,6 +166,47 @@ impl NodeHandle {
         });
         self.commands.send(Command::Read(reader)).await.map_err(|_| NodeError::Stopped)?;
         answer.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Sends the file at `source` to `contact` as `name` of `media_type`:
+    /// encrypts it under a new key into the profile's files (off the
+    /// runtime), serves the ciphertext, and offers it in the conversation.
+    ///
+    /// # Errors
+    /// [`NodeError::File`] when the file cannot be read or described, and
+    /// the core's refusals.
+    pub async fn send_file(
+        &self,
+        contact: xchat_core::contact::ContactId,
+        source: std::path::PathBuf,
+        name: String,
+        media_type: String,
+    ) -> Result<Done, NodeError> {
+        let files = self.files.clone();
+        let descriptor = tokio::task::spawn_blocking(move || {
+            crate::files::seal(&files, &source, name, media_type, &mut UnwrapErr(OsRng))
+        })
+        .await
+        .map_err(|_| NodeError::Stopped)?
+        .map_err(|e| NodeError::File(e.to_string()))?;
+        let id = descriptor.id();
+        let served = ServedFile {
+            path: crate::files::sealed_path(&self.files, &id),
+            token: descriptor.key().fetch_token(),
+        };
+        self.registry.insert(id, served);
+        let sent = self.command(Input::FileSent { contact, descriptor }).await;
+        if sent.is_err() {
+            self.registry.remove(&id);
+            crate::files::delete(&self.files, &id);
+        }
+        sent
+    }
+
+    /// Where the profile keeps files; a received file is at
+    /// [`crate::files::received_path`] once complete.
+    pub fn files(&self) -> &std::path::Path {
+        &self.files
     }
 
     /// What the node has published so far, and its changes.
@@ -213,9 +260,13 @@ pub struct RunningNode {
 pub fn start(profile: Profile, config: NodeConfig) -> Result<RunningNode, NodeError> {
     let Profile { dir, store, messenger, transport } = profile;
     let identity = store.load_identity()?.ok_or(ProfileError::NoIdentity)?;
-    let (network, net, net_events) =
+    let (mut network, net, net_events) =
         Network::new(transport, config.network).map_err(|e| NodeError::Network(e.to_string()))?;
+    let registry = FileRegistry::new();
+    network.set_file_source(Arc::new(registry.clone()));
     tokio::spawn(network.run());
+    let files = dir.files();
+    serve_outgoing(&store, &messenger, &registry, &files)?;
     let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE_LEN);
     let (internal, internal_rx) = mpsc::channel(INTERNAL_QUEUE_LEN);
     let (events, _) = broadcast::channel(EVENT_QUEUE_LEN);
@@ -223,7 +274,8 @@ pub fn start(profile: Profile, config: NodeConfig) -> Result<RunningNode, NodeEr
     let address = messenger.address();
     info!(address = %address, peer = %net.local_peer_id(), "node starting");
     let runtime = Runtime {
-        files: dir.files(),
+        files: files.clone(),
+        registry: registry.clone(),
         messenger,
         store,
         identity,
@@ -237,9 +289,29 @@ pub fn start(profile: Profile, config: NodeConfig) -> Result<RunningNode, NodeEr
     };
     let task = tokio::spawn(runtime.run(command_rx, internal_rx, net_events));
     Ok(RunningNode {
-        handle: NodeHandle { commands, events, address, net, status: status_rx },
+        handle: NodeHandle { commands, events, address, net, status: status_rx, files, registry },
         task,
     })
+}
+
+/// Serves the files this profile sent whose ciphertext is still kept.
+fn serve_outgoing(
+    store: &Store,
+    messenger: &Messenger,
+    registry: &FileRegistry,
+    files: &std::path::Path,
+) -> Result<(), NodeError> {
+    for contact in messenger.contacts().iter() {
+        for transfer in store.transfers(contact.id)? {
+            let id = transfer.file();
+            let path = crate::files::sealed_path(files, &id);
+            if transfer.direction == xchat_core::record::Direction::Outgoing && path.exists() {
+                let token = transfer.descriptor.key().fetch_token();
+                registry.insert(id, ServedFile { path, token });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The current time, by the system clock.
@@ -270,6 +342,7 @@ struct Runtime {
     /// The identity's secret, for signing presence records.
     identity: Identity,
     files: std::path::PathBuf,
+    registry: FileRegistry,
     courier: Arc<Courier>,
     internal: mpsc::Sender<Input>,
     events: broadcast::Sender<Event>,
@@ -492,24 +565,18 @@ impl Runtime {
                 None
             }),
             Effect::DeleteFile { file } => {
-                let path = self.files.join(crate::files::file_name(&file));
-                tokio::spawn(async move {
-                    if let Err(error) = tokio::fs::remove_file(&path).await
-                        && error.kind() != std::io::ErrorKind::NotFound
-                    {
-                        warn!(%error, "a vanished file could not be deleted");
-                    }
-                });
+                self.registry.remove(&file);
+                let files = self.files.clone();
+                tokio::task::spawn_blocking(move || crate::files::delete(&files, &file));
             }
             Effect::FetchFile(fetch) => {
-                // File transfer over the network is not wired yet: the
-                // transfer fails as unreachable, and can be accepted again.
-                let file = fetch.descriptor.id();
-                self.spawn(move |_| async move {
-                    Some(vec![Input::FileFailed {
-                        file,
-                        reason: xchat_core::transfer::TransferFailure::Unreachable,
-                    }])
+                let courier = Arc::clone(&self.courier);
+                let internal = self.internal.clone();
+                let tasks = Arc::clone(&self.tasks);
+                let files = self.files.clone();
+                tokio::spawn(async move {
+                    let Ok(_permit) = tasks.acquire_owned().await else { return };
+                    crate::files::fetch(&courier, *fetch, files, internal).await;
                 });
             }
         }

@@ -141,3 +141,52 @@ async fn two_nodes_talk_directly_and_through_mailboxes_while_one_is_stopped() {
     assert_eq!(texts.iter().filter(|t| **t == "while you were away").count(), 1, "{texts:?}");
     assert!(texts.contains(&"hello bob") && texts.contains(&"hello alice"), "{texts:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_is_sent_accepted_fetched_and_kept_whole() {
+    use xchat_core::transfer::TransferState;
+
+    let relays = relays(2).await;
+    let home = tempfile::tempdir().unwrap();
+    let alice = start(&ProfileDir::new(home.path().join("alice")), &relays);
+    let bob = start(&ProfileDir::new(home.path().join("bob")), &relays);
+    let (a, b) = (&alice.handle, &bob.handle);
+    let mut bob_events = b.subscribe();
+    tokio::time::timeout(WAIT, a.published()).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, b.published()).await.unwrap().unwrap();
+    let bob_at_alice = add(a, "bob", b).await;
+    add(b, "alice", a).await;
+
+    // 5 MiB and a bit: 81 chunks, the last one short.
+    let original: Vec<u8> = (0..5 * 1024 * 1024 + 1234).map(|i: u32| (i % 251) as u8).collect();
+    let source = home.path().join("holiday.bin");
+    std::fs::write(&source, &original).unwrap();
+    let sent = a
+        .send_file(bob_at_alice, source, "holiday.bin".into(), "application/octet-stream".into())
+        .await
+        .unwrap();
+    assert!(matches!(sent, Done::FileQueued { .. }), "{sent:?}");
+
+    let offered = received(&mut bob_events, "holiday.bin").await;
+    let file = offered.file.expect("a file's message names its file");
+    b.command(Input::FileAccepted { file }).await.unwrap();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match bob_events.recv().await.unwrap() {
+                Event::TransferChanged {
+                    file: changed, state: TransferState::Complete, ..
+                } if changed == file => {
+                    return;
+                }
+                Event::TransferChanged { state: TransferState::Failed(reason), .. } => {
+                    panic!("the transfer failed: {reason:?}")
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the transfer completes");
+    let kept = std::fs::read(xchat_node::files::received_path(b.files(), &file)).unwrap();
+    assert!(kept == original, "the received file differs from the sent one");
+}
