@@ -100,10 +100,12 @@ pub struct NodeStatus {
 }
 
 type Reader = Box<dyn FnOnce(&Messenger, &Store) + Send>;
+type Backup = (std::path::PathBuf, oneshot::Sender<Result<xchat_store::BackupSummary, StoreError>>);
 
 enum Command {
     Input { input: Input, reply: oneshot::Sender<Result<Done, CommandError>> },
     Read(Reader),
+    Backup(Backup),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -226,6 +228,21 @@ impl NodeHandle {
             .await
             .map(|_| ())
             .map_err(|_| NodeError::Stopped)
+    }
+
+    /// Writes an encrypted backup of the profile to `path` (which must not
+    /// exist), between two batches: see `Store::export_backup`.
+    ///
+    /// # Errors
+    /// [`NodeError::Store`] (`AlreadyExists` for an existing path),
+    /// [`NodeError::Stopped`].
+    pub async fn export_backup(
+        &self,
+        path: std::path::PathBuf,
+    ) -> Result<xchat_store::BackupSummary, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Backup((path, reply))).await.map_err(|_| NodeError::Stopped)?;
+        Ok(answer.await.map_err(|_| NodeError::Stopped)??)
     }
 
     /// The messenger's events, from now on.
@@ -413,6 +430,9 @@ impl Runtime {
             for command in after {
                 match command {
                     Command::Read(read) => read(&self.messenger, &self.store),
+                    Command::Backup((path, reply)) => {
+                        let _ = reply.send(self.store.export_backup(&path, &mut rng));
+                    }
                     Command::Shutdown(done) => stopping = Some(done),
                     Command::Input { .. } => {}
                 }
