@@ -11,6 +11,7 @@
 pub mod api;
 pub mod courier;
 pub mod files;
+pub mod mailboxes;
 pub mod node;
 pub mod profile;
 pub mod relay;

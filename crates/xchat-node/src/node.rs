@@ -277,8 +277,12 @@ pub struct RunningNode {
 pub fn start(profile: Profile, config: NodeConfig) -> Result<RunningNode, NodeError> {
     let Profile { dir, store, messenger, transport } = profile;
     let identity = store.load_identity()?.ok_or(ProfileError::NoIdentity)?;
+    // What the node keeps for others' mailboxes survives its restart.
+    let storage = crate::mailboxes::SqliteStorage::open(&dir.mailboxes())
+        .map_err(|e| NodeError::Network(format!("mailbox database: {e}")))?;
     let (mut network, net, net_events) =
-        Network::new(transport, config.network).map_err(|e| NodeError::Network(e.to_string()))?;
+        Network::with_mailbox_storage(transport, config.network, Box::new(storage))
+            .map_err(|e| NodeError::Network(e.to_string()))?;
     let registry = FileRegistry::new();
     network.set_file_source(Arc::new(registry.clone()));
     tokio::spawn(network.run());

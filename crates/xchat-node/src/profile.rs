@@ -7,6 +7,7 @@
 //!   store.key     the database key, mode 0600, for a profile made without a passphrase
 //!   api.token     the local API's bearer token, mode 0600, new at each start
 //!   files/        encrypted files being sent, and files received
+//!   mailboxes.db  sealed envelopes this node keeps for other devices' mailboxes
 //! ```
 //!
 //! The device's transport key (its libp2p peer id) is kept inside the
@@ -108,6 +109,11 @@ impl ProfileDir {
     /// The local API's token file.
     pub fn token_file(&self) -> PathBuf {
         self.root.join("api.token")
+    }
+
+    /// The envelopes this node keeps for other devices' mailboxes.
+    pub fn mailboxes(&self) -> PathBuf {
+        self.root.join("mailboxes.db")
     }
 
     /// Where files sent and received are kept.

@@ -36,7 +36,7 @@ const STORED_QUEUE_LEN: usize = 64;
 /// The relay's mailboxes: kept in memory, each new envelope also shown to
 /// [`Relay::stored`] subscribers.
 struct Observed {
-    inner: MemoryStorage,
+    inner: Box<dyn Storage>,
     stored: broadcast::Sender<Vec<u8>>,
 }
 
@@ -83,9 +83,16 @@ impl Storage for Observed {
 /// # Errors
 /// [`NodeError::Network`] when the network cannot be built or listen.
 pub async fn start_relay(config: xchat_net::Config) -> Result<Relay, NodeError> {
+    start_relay_with(config, Box::new(MemoryStorage::new())).await
+}
+
+async fn start_relay_with(
+    config: xchat_net::Config,
+    inner: Box<dyn Storage>,
+) -> Result<Relay, NodeError> {
     let listens = config.listen_addresses.len();
     let (stored, _) = broadcast::channel(STORED_QUEUE_LEN);
-    let storage = Box::new(Observed { inner: MemoryStorage::new(), stored: stored.clone() });
+    let storage = Box::new(Observed { inner, stored: stored.clone() });
     let (network, handle, mut events) =
         Network::with_mailbox_storage(Keypair::generate_ed25519(), config, storage)
             .map_err(|e| NodeError::Network(e.to_string()))?;
