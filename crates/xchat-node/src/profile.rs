@@ -6,6 +6,7 @@
 //!   store/        the SQLCipher database and its key header (xchat-store)
 //!   store.key     the database key, mode 0600, for a profile made without a passphrase
 //!   api.token     the local API's bearer token, mode 0600, new at each start
+//!   api.url       the running node's API URL, mode 0600, while `xchat up` runs
 //!   files/        encrypted files being sent, and files received
 //! ```
 //!
@@ -108,6 +109,12 @@ impl ProfileDir {
     /// The local API's token file.
     pub fn token_file(&self) -> PathBuf {
         self.root.join("api.token")
+    }
+
+    /// The running node's API URL (`http://127.0.0.1:<port>`), written by
+    /// `xchat up` beside the token and removed when it stops cleanly.
+    pub fn api_url_file(&self) -> PathBuf {
+        self.root.join("api.url")
     }
 
     /// Where files sent and received are kept.
