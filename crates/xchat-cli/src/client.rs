@@ -21,6 +21,8 @@ use crate::Failure;
 
 /// The exit code when no node of the profile is running.
 pub(crate) const NO_NODE: u8 = 5;
+/// The exit code when there is no profile at all.
+const NO_PROFILE: u8 = 3;
 /// Longest one call may take: the node answers commands after their commit.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -87,6 +89,12 @@ fn no_node(dir: &ProfileDir) -> Failure {
 impl Client {
     /// The client of the node running `dir`'s profile.
     pub(crate) fn open(dir: &ProfileDir) -> Result<Self, Failure> {
+        if !dir.exists() {
+            return Err(Failure::with_code(
+                NO_PROFILE,
+                format!("no profile in {}: run `xchat init` first", dir.root().display()),
+            ));
+        }
         let read = |path: std::path::PathBuf| match std::fs::read_to_string(&path) {
             Ok(text) => Ok(Zeroizing::new(text)),
             Err(error) if error.kind() == ErrorKind::NotFound => Err(no_node(dir)),

@@ -65,6 +65,24 @@ fn fails(profile: &Path, args: &[&str], code: i32) -> String {
     stderr(&output)
 }
 
+/// Runs with `input` on standard input and expects success; the standard
+/// output.
+fn answering(profile: &Path, args: &[&str], input: &str) -> String {
+    let mut child = Command::new(xchat())
+        .arg("--profile")
+        .arg(profile)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "xchat {args:?}: {}", stderr(&output));
+    stdout(&output)
+}
+
 fn json(text: &str) -> Value {
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
@@ -226,6 +244,14 @@ fn two_nodes_talk_through_the_cli() {
     let contacts = json(&ok(&alice_dir, &["--json", "contact", "list"]));
     assert_eq!(contacts[0]["verified"], true);
 
+    // Without --yes, only a yes typed verifies.
+    for (answer, verified) in [("n\n", false), ("", false), ("y\n", true)] {
+        let said = answering(&bob_dir, &["contact", "verify", "alice"], answer);
+        assert!(said.contains("Safety number with alice"), "{said}");
+        let contacts = json(&ok(&bob_dir, &["--json", "contact", "list"]));
+        assert_eq!(contacts[0]["verified"], verified, "after answering {answer:?}: {said}");
+    }
+
     // Alice sends; Bob's history shows it, as the network carries it.
     let sent = json(&ok(&alice_dir, &["--json", "send", "bob", "hello from alice"]));
     let id = sent["id"].as_str().unwrap().to_owned();
@@ -313,6 +339,8 @@ fn two_nodes_talk_through_the_cli() {
 fn commands_without_a_running_node_exit_5() {
     let home = tempfile::tempdir().unwrap();
     let dir = home.path().join("profile");
+    let said = fails(&dir, &["history", "bob"], 3);
+    assert!(said.contains("xchat init"), "{said}");
     init(&dir);
     let said = fails(&dir, &["contact", "list"], 5);
     assert!(said.contains("no node running"), "{said}");
