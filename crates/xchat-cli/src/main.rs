@@ -2,14 +2,19 @@
 //!
 //! `xchat init` makes a profile, `xchat up` runs its node, `xchat id` shows
 //! its address, and `xchat demo` runs a small network on this machine and
-//! narrates what xchat does. Exit codes: 0 success, 1 failure, 2 bad usage,
-//! 3 no profile (run `xchat init`), 4 wrong passphrase.
+//! narrates what xchat does. `contact`, `send`, `history` and `chat` talk to
+//! the running node of the same profile through its local API
+//! ([`client`]). Exit codes: 0 success, 1 failure, 2 bad usage, 3 no
+//! profile (run `xchat init`), 4 wrong passphrase, 5 no node running.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
+mod client;
+mod contact;
+mod conversation;
 mod demo;
 mod profile;
 
@@ -39,7 +44,10 @@ Examples:
   xchat demo                  watch Alice and Bob talk on a small local network
   xchat init                  make a profile (shows your recovery phrase once)
   xchat up                    run your node
-  xchat id --qr               show your address as a QR code";
+  xchat id --qr               show your address as a QR code
+  xchat contact add bob xchat1...   (in another terminal, while `xchat up` runs)
+  xchat send bob 'hello'
+  xchat chat bob";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -83,6 +91,88 @@ enum Command {
         #[arg(long)]
         exit: bool,
     },
+    /// Add, list and verify contacts (needs `xchat up` running).
+    Contact {
+        #[command(subcommand)]
+        command: ContactCommand,
+    },
+    /// Send a text to a contact (needs `xchat up` running).
+    #[command(after_help = "\
+Examples:
+  xchat send bob 'see you at eight'
+  xchat send bob 'the door code is 4711' --expire 1h   (this and later messages vanish after an hour)
+  xchat send bob 'back to normal' --expire off")]
+    Send {
+        /// The contact's name.
+        name: String,
+        /// The text.
+        text: String,
+        /// First set the conversation's vanishing timer: off, or 30s, 5m,
+        /// 1h, 1d, 1w (30 seconds to 4 weeks).
+        #[arg(long, value_name = "TIMER", value_parser = conversation::parse_timer)]
+        expire: Option<u32>,
+    },
+    /// Show the last messages with a contact, oldest first (times in UTC).
+    #[command(after_help = "\
+Example:
+  xchat history bob --limit 20")]
+    History {
+        /// The contact's name.
+        name: String,
+        /// How many of the newest messages (1 to 1000).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
+    /// Talk with a contact: shows the last messages, then new ones as they
+    /// arrive; each line typed is sent. Ctrl-D or Ctrl-C ends.
+    #[command(after_help = "\
+Example:
+  xchat chat bob")]
+    Chat {
+        /// The contact's name.
+        name: String,
+    },
+    /// Print a shell completion script.
+    #[command(after_help = "\
+Examples:
+  xchat completions bash > ~/.local/share/bash-completion/completions/xchat
+  xchat completions zsh > \"${fpath[1]}/_xchat\"
+  xchat completions fish > ~/.config/fish/completions/xchat.fish")]
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ContactCommand {
+    /// Add a contact under your name for them.
+    #[command(after_help = "\
+Examples:
+  xchat contact add bob xchat1q...
+  xchat contact add bob 'xchat:xchat1q...?name=Bob'")]
+    Add {
+        /// Your name for them (1 to 64 bytes).
+        name: String,
+        /// Their address (`xchat1...`) or `xchat:` URI.
+        address: String,
+    },
+    /// List contacts.
+    #[command(after_help = "\
+Example:
+  xchat contact list --json")]
+    List,
+    /// Compare safety numbers with a contact, then mark them verified.
+    #[command(after_help = "\
+Example:
+  xchat contact verify bob          (asks before marking bob verified)")]
+    Verify {
+        /// The contact's name.
+        name: String,
+        /// Mark verified without asking.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// Why a command failed, with the exit code it gets.
@@ -95,7 +185,22 @@ pub(crate) struct Failure {
 impl Failure {
     /// A failure with exit code 1.
     pub(crate) fn new(message: impl Into<String>) -> Self {
-        Self { code: 1, message: message.into() }
+        Self::with_code(1, message)
+    }
+
+    /// A failure with exit code `code`.
+    pub(crate) fn with_code(code: u8, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+
+    /// The exit code.
+    pub(crate) fn code(&self) -> u8 {
+        self.code
+    }
+
+    /// What to tell the user.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
     }
 }
 
@@ -158,6 +263,34 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Id { qr } => profile::id(profile::dir(cli.profile)?, qr, cli.json),
         Command::Demo { exit } => demo::run(exit).await,
+        Command::Contact { command } => {
+            let client = client::Client::open(&profile::dir(cli.profile)?)?;
+            match command {
+                ContactCommand::Add { name, address } => {
+                    contact::add(&client, &name, &address, cli.json)
+                }
+                ContactCommand::List => contact::list(&client, cli.json),
+                ContactCommand::Verify { name, yes } => {
+                    contact::verify(&client, &name, yes, cli.json)
+                }
+            }
+        }
+        Command::Send { name, text, expire } => {
+            let client = client::Client::open(&profile::dir(cli.profile)?)?;
+            conversation::send(&client, &name, &text, expire, cli.json)
+        }
+        Command::History { name, limit } => {
+            let client = client::Client::open(&profile::dir(cli.profile)?)?;
+            conversation::history(&client, &name, limit, cli.json)
+        }
+        Command::Chat { name } => {
+            let client = client::Client::open(&profile::dir(cli.profile)?)?;
+            conversation::chat(client, name, cli.json).await
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "xchat", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 

@@ -139,6 +139,9 @@ pub(crate) async fn up(dir: ProfileDir, options: UpOptions, json: bool) -> Resul
     if !options.listen.is_empty() {
         network.listen_addresses = parse(options.listen)?;
     }
+    network.listen_addresses =
+        network.listen_addresses.into_iter().map(with_free_port).collect::<Result<_, _>>()?;
+    let network_listen = network.listen_addresses.clone();
     let profile = open(dir)?;
     let profile_dir = profile.dir.clone();
     let node = xchat_node::start(profile, NodeConfig { network, ..NodeConfig::default() })?;
@@ -151,26 +154,44 @@ pub(crate) async fn up(dir: ProfileDir, options: UpOptions, json: bool) -> Resul
             return Err(Failure::new(format!("the API: {error}")));
         }
     };
+    let api_url = api_url(api.local_addr);
+    if let Err(error) = write_api_url(&profile_dir, &api_url) {
+        api.shutdown().await;
+        node.handle.shutdown().await;
+        return Err(Failure::new(format!(
+            "cannot write {}: {error}",
+            profile_dir.api_url_file().display()
+        )));
+    }
     let address = node.handle.address();
     let peer = node.handle.net().local_peer_id();
+    let listening: Vec<String> = network_listen
+        .iter()
+        .map(|a| a.clone().with(xchat_net::multiaddr::Protocol::P2p(peer)).to_string())
+        .collect();
     let login = api.login_url.expose();
     if json {
-        println!(
-            "{{\"address\":\"{address}\",\"peer_id\":\"{peer}\",\"api\":\"http://{}\",\"login_url\":\"{login}\"}}",
-            api.local_addr
-        );
+        let up = serde_json::json!({
+            "address": address.to_string(),
+            "peer_id": peer.to_string(),
+            "listen": listening,
+            "api": api_url,
+            "login_url": login,
+        });
+        println!("{up}");
     } else {
         println!("xchat is up.");
         println!("  address  {address}");
         println!("  peer id  {peer}");
-        println!(
-            "  API      http://{} (token in {})",
-            api.local_addr,
-            profile_dir.token_file().display()
-        );
+        for listen in &listening {
+            println!("  listen   {listen}");
+        }
+        println!("  API      {api_url} (token in {})", profile_dir.token_file().display());
         println!("  web UI   {login}  (one-time login link, valid 10 minutes)");
         println!("Ctrl-C stops it.");
     }
+    // Scripts and tests read what was printed while the node runs.
+    let _ = std::io::stdout().flush();
     let mut task = node.task;
     let ended = tokio::select! {
         () = shutdown_signal() => {
@@ -181,9 +202,91 @@ pub(crate) async fn up(dir: ProfileDir, options: UpOptions, json: bool) -> Resul
         ended = &mut task => ended,
     };
     api.shutdown().await;
+    remove_api_url(&profile_dir, &api_url);
     match ended {
         Ok(result) => result.map_err(Failure::from),
         Err(_) => Err(Failure::new("the node's task failed")),
+    }
+}
+
+/// `address` with a free port in place of port 0, TCP or UDP.
+///
+/// The node's network does not tell which port it picked, and `xchat up`
+/// prints its listen addresses for others to bootstrap from: so the port is
+/// picked here, by binding port 0 on the same IP and letting it go. Another
+/// program could take it in between; the node's listen then fails and
+/// `xchat up` says so.
+fn with_free_port(address: xchat_net::Multiaddr) -> Result<xchat_net::Multiaddr, Failure> {
+    use xchat_net::multiaddr::Protocol;
+    let mut ip = None;
+    let mut resolved = xchat_net::Multiaddr::empty();
+    for protocol in address.iter() {
+        let protocol = match protocol {
+            Protocol::Ip4(v4) => {
+                ip = Some(std::net::IpAddr::V4(v4));
+                protocol
+            }
+            Protocol::Ip6(v6) => {
+                ip = Some(std::net::IpAddr::V6(v6));
+                protocol
+            }
+            Protocol::Tcp(0) | Protocol::Udp(0) => {
+                let Some(ip) = ip else { return Ok(address) };
+                let at = std::net::SocketAddr::new(ip, 0);
+                let port = if matches!(protocol, Protocol::Tcp(_)) {
+                    std::net::TcpListener::bind(at).and_then(|l| l.local_addr())
+                } else {
+                    std::net::UdpSocket::bind(at).and_then(|s| s.local_addr())
+                }
+                .map_err(|e| Failure::new(format!("no free port on {ip}: {e}")))?
+                .port();
+                if matches!(protocol, Protocol::Tcp(_)) {
+                    Protocol::Tcp(port)
+                } else {
+                    Protocol::Udp(port)
+                }
+            }
+            other => other,
+        };
+        resolved = resolved.with(protocol);
+    }
+    Ok(resolved)
+}
+
+/// The URL other commands reach the API at.
+fn api_url(bound: std::net::SocketAddr) -> String {
+    // Every address, or loopback: reach it on loopback.
+    if bound.ip().is_loopback() || bound.ip().is_unspecified() {
+        format!("http://127.0.0.1:{}", bound.port())
+    } else {
+        format!("http://{bound}")
+    }
+}
+
+/// Writes `url` to the profile's `api.url`, mode 0600: to a file beside
+/// it, then renamed over it, so a reader sees the old URL or the new one.
+fn write_api_url(dir: &ProfileDir, url: &str) -> std::io::Result<()> {
+    let path = dir.api_url_file();
+    let scratch = path.with_extension("url.new");
+    // A scratch file left by a crash may have another mode: start anew.
+    let _ = std::fs::remove_file(&scratch);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&scratch)?;
+    writeln!(file, "{url}")?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&scratch, &path)
+}
+
+/// Removes `api.url` if it still names this run's API.
+fn remove_api_url(dir: &ProfileDir, url: &str) {
+    let path = dir.api_url_file();
+    if std::fs::read_to_string(&path).is_ok_and(|text| text.trim() == url) {
+        // Already gone is as good as removed.
+        let _ = std::fs::remove_file(&path);
     }
 }
 

@@ -6,6 +6,7 @@
 //!   store/        the SQLCipher database and its key header (xchat-store)
 //!   store.key     the database key, mode 0600, for a profile made without a passphrase
 //!   api.token     the local API's bearer token, mode 0600, new at each start
+//!   api.url       the running node's API URL, mode 0600, while `xchat up` runs
 //!   files/        encrypted files being sent, and files received
 //!   mailboxes.db  sealed envelopes this node keeps for other devices' mailboxes
 //! ```
@@ -114,6 +115,12 @@ impl ProfileDir {
     /// The envelopes this node keeps for other devices' mailboxes.
     pub fn mailboxes(&self) -> PathBuf {
         self.root.join("mailboxes.db")
+    }
+
+    /// The running node's API URL (`http://127.0.0.1:<port>`), written by
+    /// `xchat up` beside the token and removed when it stops cleanly.
+    pub fn api_url_file(&self) -> PathBuf {
+        self.root.join("api.url")
     }
 
     /// Where files sent and received are kept.
