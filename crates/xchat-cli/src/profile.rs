@@ -12,6 +12,9 @@ use zeroize::Zeroizing;
 
 use crate::Failure;
 
+/// Longest `xchat up` waits for the network to listen on every address.
+const LISTEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The environment variable a script may set instead of typing the
 /// passphrase.
 const PASSPHRASE_ENV: &str = "XCHAT_PASSPHRASE";
@@ -139,9 +142,7 @@ pub(crate) async fn up(dir: ProfileDir, options: UpOptions, json: bool) -> Resul
     if !options.listen.is_empty() {
         network.listen_addresses = parse(options.listen)?;
     }
-    network.listen_addresses =
-        network.listen_addresses.into_iter().map(with_free_port).collect::<Result<_, _>>()?;
-    let network_listen = network.listen_addresses.clone();
+    let listen_count = network.listen_addresses.len();
     let profile = open(dir)?;
     let profile_dir = profile.dir.clone();
     let node = xchat_node::start(profile, NodeConfig { network, ..NodeConfig::default() })?;
@@ -165,10 +166,19 @@ pub(crate) async fn up(dir: ProfileDir, options: UpOptions, json: bool) -> Resul
     }
     let address = node.handle.address();
     let peer = node.handle.net().local_peer_id();
-    let listening: Vec<String> = network_listen
-        .iter()
-        .map(|a| a.clone().with(xchat_net::multiaddr::Protocol::P2p(peer)).to_string())
-        .collect();
+    // Port 0 becomes the port the system picked: print those, for others
+    // to bootstrap from.
+    let listening = tokio::time::timeout(LISTEN_WAIT, node.handle.listening(listen_count)).await;
+    let listening: Vec<String> = match listening {
+        Ok(Ok(addresses)) => addresses.iter().map(ToString::to_string).collect(),
+        Ok(Err(error)) => return Err(error.into()),
+        Err(_) => {
+            api.shutdown().await;
+            node.handle.shutdown().await;
+            remove_api_url(&profile_dir, &api_url);
+            return Err(Failure::new("the node does not listen: check --listen"));
+        }
+    };
     let login = api.login_url.expose();
     if json {
         let up = serde_json::json!({
@@ -207,50 +217,6 @@ pub(crate) async fn up(dir: ProfileDir, options: UpOptions, json: bool) -> Resul
         Ok(result) => result.map_err(Failure::from),
         Err(_) => Err(Failure::new("the node's task failed")),
     }
-}
-
-/// `address` with a free port in place of port 0, TCP or UDP.
-///
-/// The node's network does not tell which port it picked, and `xchat up`
-/// prints its listen addresses for others to bootstrap from: so the port is
-/// picked here, by binding port 0 on the same IP and letting it go. Another
-/// program could take it in between; the node's listen then fails and
-/// `xchat up` says so.
-fn with_free_port(address: xchat_net::Multiaddr) -> Result<xchat_net::Multiaddr, Failure> {
-    use xchat_net::multiaddr::Protocol;
-    let mut ip = None;
-    let mut resolved = xchat_net::Multiaddr::empty();
-    for protocol in address.iter() {
-        let protocol = match protocol {
-            Protocol::Ip4(v4) => {
-                ip = Some(std::net::IpAddr::V4(v4));
-                protocol
-            }
-            Protocol::Ip6(v6) => {
-                ip = Some(std::net::IpAddr::V6(v6));
-                protocol
-            }
-            Protocol::Tcp(0) | Protocol::Udp(0) => {
-                let Some(ip) = ip else { return Ok(address) };
-                let at = std::net::SocketAddr::new(ip, 0);
-                let port = if matches!(protocol, Protocol::Tcp(_)) {
-                    std::net::TcpListener::bind(at).and_then(|l| l.local_addr())
-                } else {
-                    std::net::UdpSocket::bind(at).and_then(|s| s.local_addr())
-                }
-                .map_err(|e| Failure::new(format!("no free port on {ip}: {e}")))?
-                .port();
-                if matches!(protocol, Protocol::Tcp(_)) {
-                    Protocol::Tcp(port)
-                } else {
-                    Protocol::Udp(port)
-                }
-            }
-            other => other,
-        };
-        resolved = resolved.with(protocol);
-    }
-    Ok(resolved)
 }
 
 /// The URL other commands reach the API at.

@@ -89,8 +89,11 @@ pub enum NodeError {
 }
 
 /// What the node has told the network about itself.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeStatus {
+    /// The addresses the node listens on, as the network reported them
+    /// (port 0 replaced by the port picked).
+    pub listening: Vec<Multiaddr>,
     /// Its prekey bundle and device list are on other nodes: contacts can
     /// start sessions with it.
     pub prekeys_published: bool,
@@ -214,6 +217,25 @@ impl NodeHandle {
     /// What the node has published so far, and its changes.
     pub fn status(&self) -> watch::Receiver<NodeStatus> {
         self.status.clone()
+    }
+
+    /// Waits until the node listens on at least `count` addresses, and
+    /// returns them all (each ending in `/p2p/<peer id>`).
+    ///
+    /// # Errors
+    /// [`NodeError::Stopped`].
+    pub async fn listening(&self, count: usize) -> Result<Vec<Multiaddr>, NodeError> {
+        let mut status = self.status.clone();
+        let peer = self.net.local_peer_id();
+        let status = status
+            .wait_for(|s| s.listening.len() >= count)
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        Ok(status
+            .listening
+            .iter()
+            .map(|a| a.clone().with(xchat_net::multiaddr::Protocol::P2p(peer)))
+            .collect())
     }
 
     /// Waits until contacts can find this node: its prekeys and presence
@@ -475,8 +497,11 @@ impl Runtime {
             xchat_net::Event::Listening { address } => {
                 debug!(%address, "listening");
                 if !self.listening.contains(&address) {
-                    self.listening.push(address);
-                    self.status.send_modify(|s| s.presence_published = None);
+                    self.listening.push(address.clone());
+                    self.status.send_modify(|s| {
+                        s.presence_published = None;
+                        s.listening.push(address);
+                    });
                     if self.ready {
                         self.sweep();
                     }
@@ -644,7 +669,7 @@ impl Runtime {
     /// the contacts' devices not known reachable.
     fn sweep(&mut self) {
         let epoch = presence::epoch_of(crate::now_ms());
-        let status = *self.status.borrow();
+        let status = self.status.borrow().clone();
         let due = status
             .presence_published
             .is_none_or(|(at, published)| published != epoch || at.elapsed() >= PRESENCE_REFRESH);
