@@ -679,6 +679,22 @@ async fn files_and_backups_refuse_bad_input() {
     assert_eq!(c.upload(&files_of_bob, b"x".to_vec(), None).await.error(400), "invalid_query");
     let unknown = format!("/api/v1/conversations/{UNKNOWN}/files?name=ok.txt");
     assert_eq!(c.upload(&unknown, b"x".to_vec(), None).await.error(404), "unknown_contact");
+    // Past the limit by its Content-Length: refused before a byte is read.
+    let mut stream = std::net::TcpStream::connect(t.api.local_addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\nxyz",
+        t.api.local_addr.port(),
+        t.api.token.expose(),
+        api::files::MAX_UPLOAD_BYTES + 1,
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("file_too_large"), "{answer}");
     assert_eq!(tree(&home), before, "a refused upload wrote something");
     assert!(!home.join("etc").exists() && !t.dir.root().join("etc").exists());
 

@@ -103,17 +103,24 @@ pub async fn upload(
     find_contact_id(&state, contact).await?;
     let mut upload = Upload::create(state.node.files()).await?;
     upload.receive(body).await?;
-    let done = state
-        .node
-        .send_file(
-            contact,
-            upload.path.clone(),
-            name.as_str().to_owned(),
-            media_type.as_str().to_owned(),
-        )
-        .await;
-    // Sealed (or refused): the plaintext copy goes now.
-    drop(upload);
+    // The body is in: sealing and offering go on even if the client hangs
+    // up now (else a half-done seal could leave a ciphertext no one
+    // serves), and the plaintext copy goes once they are done.
+    let node = state.node.clone();
+    let done = tokio::spawn(async move {
+        let done = node
+            .send_file(
+                contact,
+                upload.path.clone(),
+                name.as_str().to_owned(),
+                media_type.as_str().to_owned(),
+            )
+            .await;
+        drop(upload);
+        done
+    })
+    .await
+    .map_err(|_| Problem::internal())?;
     match done? {
         Done::FileQueued { message, file } => Ok((
             StatusCode::CREATED,
