@@ -30,7 +30,7 @@ use xchat_store::StoreError;
 use super::problem::{ErrorBody, Problem};
 use super::routes::{State, find_contact_id, store_failed};
 use super::schema::{
-    BackupWritten, FileQueued, NewBackup, TransferJson, UploadQuery, contact_id, file_id,
+    BackupWritten, FileBytes, FileQueued, NewBackup, TransferJson, UploadQuery, contact_id, file_id,
 };
 use crate::node::NodeError;
 
@@ -63,7 +63,7 @@ pub(super) fn file_routes() -> axum::Router<State> {
 /// type.
 #[utoipa::path(post, path = "/api/v1/conversations/{contact}/files", tag = "files",
     params(("contact" = String, Path, description = "the contact's id"), UploadQuery),
-    request_body(content = Vec<u8>, content_type = "*/*",
+    request_body(content = FileBytes, content_type = "*/*",
         description = "The file's bytes (up to 4 GiB). `Content-Type` is its media type \
             (`application/octet-stream` without one); parameters such as `charset` are dropped."),
     responses(
@@ -207,7 +207,7 @@ pub async fn cancel(
         sent is kept only encrypted: 409 `transfer_state`.",
     params(("file" = String, Path, description = "the file's id")),
     responses(
-        (status = 200, description = "the file's bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "the file's bytes", content_type = "application/octet-stream", body = FileBytes),
         (status = 400, description = "`invalid_id`", body = ErrorBody),
         (status = 404, description = "`unknown_file`", body = ErrorBody),
         (status = 409, description = "`transfer_state`: not complete, or sent by this device", body = ErrorBody),

@@ -339,6 +339,11 @@ pub struct UploadQuery {
     pub name: String,
 }
 
+/// A file's raw bytes, as a request or answer body (never JSON).
+#[derive(Debug, ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct FileBytes(pub Vec<u8>);
+
 /// `POST .../files`'s answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FileQueued {
