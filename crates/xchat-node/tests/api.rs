@@ -85,7 +85,10 @@ async fn alone() -> Alone {
 struct Reply {
     status: u16,
     headers: Vec<(String, String)>,
+    /// The body as text (lossy).
     body: String,
+    /// The body's bytes.
+    bytes: Vec<u8>,
 }
 
 impl Reply {
@@ -138,6 +141,20 @@ impl Client {
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Reply {
+        self.send(method, path, body.map(|b| (b, Some("application/json")))).await
+    }
+
+    /// Uploads `bytes` as a file's body, of `media_type` when given.
+    async fn upload(&self, path: &str, bytes: Vec<u8>, media_type: Option<&'static str>) -> Reply {
+        self.send("POST", path, Some((bytes, media_type))).await
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(Vec<u8>, Option<&'static str>)>,
+    ) -> Reply {
         let url = format!("{}{path}", self.base);
         let method = method.to_owned();
         let headers = self.headers.clone();
@@ -154,8 +171,10 @@ impl Client {
                 request = request.header(name, value);
             }
             let response = match body {
-                Some(body) => agent
-                    .run(request.header("content-type", "application/json").body(body).unwrap()),
+                Some((body, Some(media_type))) => {
+                    agent.run(request.header("content-type", media_type).body(body).unwrap())
+                }
+                Some((body, None)) => agent.run(request.body(body).unwrap()),
                 None => agent.run(request.body(()).unwrap()),
             }
             .unwrap();
@@ -165,8 +184,10 @@ impl Client {
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned()))
                 .collect();
-            let body = response.into_body().read_to_string().unwrap();
-            Reply { status, headers, body }
+            let mut body = response.into_body();
+            let bytes = body.with_config().limit(64 << 20).read_to_vec().unwrap();
+            let body = String::from_utf8_lossy(&bytes).into_owned();
+            Reply { status, headers, body, bytes }
         })
         .await
         .unwrap()
@@ -208,6 +229,12 @@ fn routes() -> Vec<(&'static str, String, Option<Value>)> {
         ("POST", format!("{v}/messages"), Some(json!({"text": "hi"}))),
         ("PUT", format!("{v}/timer"), Some(json!({"seconds": 60}))),
         ("POST", format!("{v}/read"), Some(json!({"ids": []}))),
+        ("POST", format!("{v}/files?name=x.txt"), Some(json!("some bytes"))),
+        ("GET", format!("{v}/files"), None),
+        ("GET", format!("/api/v1/files/{UNKNOWN}"), None),
+        ("POST", format!("/api/v1/files/{UNKNOWN}/accept"), None),
+        ("POST", format!("/api/v1/files/{UNKNOWN}/cancel"), None),
+        ("POST", "/api/v1/backup".into(), Some(json!({"path": "/tmp/never-written.xbackup"}))),
         ("GET", "/api/v1/events".into(), None),
     ]
 }
@@ -401,7 +428,9 @@ async fn bad_input_gets_a_4xx_with_a_stable_code() {
     assert_eq!(c.post(&read, json!({"ids": too_many})).await.error(400), "too_many_ids");
 
     // Unknown contact, on every route that names one.
-    for (method, path, body) in routes().into_iter().filter(|(_, p, _)| p.contains(UNKNOWN)) {
+    let contact_routes =
+        routes().into_iter().filter(|(_, p, _)| p.contains(UNKNOWN) && !p.contains("/files/"));
+    for (method, path, body) in contact_routes {
         let reply = c.call(method, &path, body.map(|b| b.to_string().into_bytes())).await;
         assert_eq!(reply.error(404), "unknown_contact", "{method} {path}");
     }
@@ -592,6 +621,256 @@ async fn two_nodes_add_each_other_and_talk_through_their_apis() {
     bob.handle.shutdown().await;
 }
 
+/// `text` with every byte but letters and digits percent-encoded, for a
+/// query string.
+fn query_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() { char::from(b).to_string() } else { format!("%{b:02X}") }
+        })
+        .collect()
+}
+
+/// Every path under `root`, but SQLite's journals (they come and go).
+fn tree(root: &std::path::Path) -> std::collections::BTreeSet<std::path::PathBuf> {
+    let mut found = std::collections::BTreeSet::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if ["-wal", "-shm", "-journal"].iter().any(|end| name.ends_with(end)) {
+                continue;
+            }
+            if path.is_dir() {
+                pending.push(path.clone());
+            }
+            found.insert(path);
+        }
+    }
+    found
+}
+
+fn is_id(value: &Value) -> bool {
+    value.as_str().is_some_and(|s| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_and_backups_refuse_bad_input() {
+    let t = alone().await;
+    let c = Client::new(&t.api);
+    let added = c.post("/api/v1/contacts", json!({"name": "bob", "address": stranger()})).await;
+    let bob = added.json()["id"].as_str().unwrap().to_owned();
+    let files_of_bob = format!("/api/v1/conversations/{bob}/files");
+    let home = t.dir.root().parent().unwrap().to_path_buf();
+    let files = t.node.handle.files().to_path_buf();
+
+    // Names that would leave files/, or that no descriptor may carry.
+    let before = tree(&home);
+    for name in ["../../etc/passwd", "a/b", "a\\b", "..", ".", "", "bell\u{7}", "x\u{202e}txt.exe"]
+    {
+        let path = format!("{files_of_bob}?name={}", query_encode(name));
+        let reply = c.upload(&path, b"root:x:0:0".to_vec(), Some("text/plain")).await;
+        assert_eq!(reply.error(400), "invalid_file_name", "{name:?}");
+    }
+    let path = format!("{files_of_bob}?name=ok.txt");
+    let reply = c.upload(&path, b"x".to_vec(), Some("not a media type")).await;
+    assert_eq!(reply.error(400), "invalid_media_type");
+    assert_eq!(c.upload(&files_of_bob, b"x".to_vec(), None).await.error(400), "invalid_query");
+    let unknown = format!("/api/v1/conversations/{UNKNOWN}/files?name=ok.txt");
+    assert_eq!(c.upload(&unknown, b"x".to_vec(), None).await.error(404), "unknown_contact");
+    // Past the limit by its Content-Length: refused before a byte is read.
+    let mut stream = std::net::TcpStream::connect(t.api.local_addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\nxyz",
+        t.api.local_addr.port(),
+        t.api.token.expose(),
+        api::files::MAX_UPLOAD_BYTES + 1,
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("file_too_large"), "{answer}");
+    assert_eq!(tree(&home), before, "a refused upload wrote something");
+    assert!(!home.join("etc").exists() && !t.dir.root().join("etc").exists());
+
+    // A good one: sealed, offered, its plaintext copy gone.
+    let text = b"a note for bob\n".to_vec();
+    let sent = c
+        .upload(
+            &format!("{files_of_bob}?name=note%20%C3%A9.txt"),
+            text.clone(),
+            Some("text/plain; charset=utf-8"),
+        )
+        .await;
+    assert_eq!(sent.status, 201, "{sent:?}");
+    let (message, file) = (sent.json()["message"].clone(), sent.json()["file"].clone());
+    assert!(is_id(&message) && is_id(&file), "{sent:?}");
+    let file = file.as_str().unwrap().to_owned();
+    let kept: Vec<String> = std::fs::read_dir(&files)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept, vec![format!("{file}.sealed")], "only the sealed copy stays");
+    let listed = c.get(&files_of_bob).await.json();
+    assert_eq!(
+        listed,
+        json!([{"file": file, "message": message, "direction": "out", "name": "note é.txt",
+                "media_type": "text/plain", "size": text.len(), "state": "offered",
+                "chunks_done": 0, "chunks_total": 1}])
+    );
+    let history = c.get(&format!("/api/v1/conversations/{bob}/messages")).await.json();
+    assert_eq!(history[0]["id"], message);
+    assert_eq!(history[0]["file"], file.as_str());
+    // Only the encrypted copy of a sent file is kept: nothing to download.
+    assert_eq!(c.get(&format!("/api/v1/files/{file}")).await.error(409), "transfer_state");
+    let cancel = format!("/api/v1/files/{file}/cancel");
+    assert_eq!(c.call("POST", &cancel, None).await.status, 204);
+    assert_eq!(c.call("POST", &cancel, None).await.error(409), "transfer_state");
+    assert_eq!(c.get(&files_of_bob).await.json()[0]["state"], "failed");
+
+    // Unknown and malformed file ids.
+    for path in
+        [format!("/api/v1/files/{UNKNOWN}/accept"), format!("/api/v1/files/{UNKNOWN}/cancel")]
+    {
+        assert_eq!(c.call("POST", &path, None).await.error(404), "unknown_file", "{path}");
+    }
+    assert_eq!(c.get(&format!("/api/v1/files/{UNKNOWN}")).await.error(404), "unknown_file");
+    assert_eq!(c.get("/api/v1/files/..%2f..%2fetc").await.error(400), "invalid_id");
+    assert_eq!(c.call("POST", "/api/v1/files/xyz/accept", None).await.error(400), "invalid_id");
+
+    // Backups.
+    let backup = |body: Value| {
+        let c = c.clone();
+        async move { c.post("/api/v1/backup", body).await }
+    };
+    assert_eq!(backup(json!({"path": "relative.xbackup"})).await.error(400), "relative_path");
+    assert_eq!(backup(json!({"path": ""})).await.error(400), "relative_path");
+    assert_eq!(backup(json!({"path": 5})).await.error(400), "invalid_json");
+    let missing = home.join("no-such-dir").join("b.xbackup");
+    assert_eq!(backup(json!({"path": missing.to_str().unwrap()})).await.error(400), "invalid_path");
+    let target = home.join("first.xbackup");
+    let written = backup(json!({"path": target.to_str().unwrap()})).await;
+    assert_eq!(written.status, 201, "{written:?}");
+    assert_eq!(written.json()["path"], target.to_str().unwrap());
+    assert_eq!(written.json()["contacts"], 1);
+    assert!(written.json()["messages"].as_u64().unwrap() >= 1, "{written:?}");
+    let size = std::fs::metadata(&target).unwrap().len();
+    assert!(size > 0);
+    let again = backup(json!({"path": target.to_str().unwrap()})).await;
+    assert_eq!(again.error(409), "path_exists");
+    assert_eq!(std::fs::metadata(&target).unwrap().len(), size, "the first backup was touched");
+    t.node.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_goes_from_api_to_api() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let relays = relays(3).await;
+    let home = tempfile::tempdir().unwrap();
+    let (alice_dir, bob_dir) =
+        (ProfileDir::new(home.path().join("alice")), ProfileDir::new(home.path().join("bob")));
+    let alice = start(&alice_dir, &relays);
+    let bob = start(&bob_dir, &relays);
+    let alice_api =
+        api::serve(alice.handle.clone(), &alice_dir, ApiConfig::default()).await.unwrap();
+    let bob_api = api::serve(bob.handle.clone(), &bob_dir, ApiConfig::default()).await.unwrap();
+    let (a, b) = (Client::new(&alice_api), Client::new(&bob_api));
+    tokio::time::timeout(WAIT, alice.handle.published()).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, bob.handle.published()).await.unwrap().unwrap();
+
+    let mut request = format!("ws://127.0.0.1:{}/api/v1/events", bob_api.local_addr.port())
+        .into_client_request()
+        .unwrap();
+    let bearer = format!("Bearer {}", bob_api.token.expose());
+    request.headers_mut().insert("authorization", bearer.parse().unwrap());
+    let (mut bob_events, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+
+    let alice_address = a.get("/api/v1/identity").await.json()["address"].clone();
+    let bob_address = b.get("/api/v1/identity").await.json()["address"].clone();
+    let added = a.post("/api/v1/contacts", json!({"name": "bob", "address": bob_address})).await;
+    let bob_at_alice = added.json()["id"].as_str().unwrap().to_owned();
+    let added =
+        b.post("/api/v1/contacts", json!({"name": "alice", "address": alice_address})).await;
+    let alice_at_bob = added.json()["id"].as_str().unwrap().to_owned();
+
+    // 3 MiB and a bit: 49 chunks, the last one partial.
+    let mut bytes = vec![0u8; 3 * 1024 * 1024 + 1000];
+    rand_core::TryRngCore::try_fill_bytes(&mut OsRng, &mut bytes).unwrap();
+    let sent = a
+        .upload(
+            &format!("/api/v1/conversations/{bob_at_alice}/files?name=photo.png"),
+            bytes.clone(),
+            Some("image/png"),
+        )
+        .await;
+    assert_eq!(sent.status, 201, "{sent:?}");
+    let file = sent.json()["file"].as_str().unwrap().to_owned();
+    let message = sent.json()["message"].as_str().unwrap().to_owned();
+
+    let event = next_event(&mut bob_events, "message_received").await;
+    assert_eq!(event["message"]["id"], message.as_str());
+    assert_eq!(event["message"]["file"], file.as_str());
+    assert_eq!(event["message"]["contact"], alice_at_bob.as_str());
+    let listed = b.get(&format!("/api/v1/conversations/{alice_at_bob}/files")).await.json();
+    assert_eq!(listed[0]["file"], file.as_str());
+    assert_eq!(listed[0]["direction"], "in");
+    assert_eq!(listed[0]["state"], "offered");
+    assert_eq!(listed[0]["size"], bytes.len());
+    assert_eq!(listed[0]["chunks_total"], 49);
+    let download = format!("/api/v1/files/{file}");
+    assert_eq!(b.get(&download).await.error(409), "transfer_state");
+
+    let accepted = b.call("POST", &format!("/api/v1/files/{file}/accept"), None).await;
+    assert_eq!(accepted.status, 204, "{accepted:?}");
+    let complete = tokio::time::timeout(WAIT, async {
+        loop {
+            let event = next_event(&mut bob_events, "transfer_changed").await;
+            assert_eq!(event["file"], file.as_str());
+            assert_eq!(event["contact"], alice_at_bob.as_str());
+            assert!(event["chunks_done"].is_u64(), "{event}");
+            if event["state"] == "complete" {
+                return event;
+            }
+            assert!(event["state"] != "failed", "{event}");
+        }
+    })
+    .await
+    .expect("the file never completed");
+    assert_eq!(complete["chunks_done"], 49);
+
+    let got = b.get(&download).await;
+    assert_eq!(got.status, 200, "{}", got.body.chars().take(200).collect::<String>());
+    assert!(got.bytes == bytes, "the downloaded bytes differ");
+    assert_eq!(got.header("content-type"), Some("image/png"));
+    assert_eq!(got.header("content-length"), Some(bytes.len().to_string().as_str()));
+    assert_eq!(
+        got.header("content-disposition"),
+        Some("attachment; filename=\"photo.png\"; filename*=UTF-8''photo.png")
+    );
+    assert_eq!(got.header("x-content-type-options"), Some("nosniff"));
+    let listed = b.get(&format!("/api/v1/conversations/{alice_at_bob}/files")).await.json();
+    assert_eq!(
+        (listed[0]["state"].clone(), listed[0]["chunks_done"].clone()),
+        (json!("complete"), json!(49))
+    );
+    // The sender keeps only the sealed copy.
+    assert_eq!(a.get(&download).await.error(409), "transfer_state");
+    assert_eq!(
+        a.get(&format!("/api/v1/conversations/{bob_at_alice}/files")).await.json()[0]["direction"],
+        "out"
+    );
+    alice.handle.shutdown().await;
+    bob.handle.shutdown().await;
+}
+
 #[test]
 fn openapi_document_is_fresh() {
     let fresh = api::openapi::openapi_json();
@@ -608,11 +887,11 @@ fn openapi_document_is_fresh() {
     // Every route of the brief is in it.
     let document: Value = serde_json::from_str(&fresh).unwrap();
     for (_, path, _) in routes() {
-        let template = path.replace(UNKNOWN, "{id}");
-        let alternative = path.replace(UNKNOWN, "{contact}");
+        let path = path.split('?').next().unwrap();
         assert!(
-            document["paths"].get(&template).is_some()
-                || document["paths"].get(&alternative).is_some(),
+            ["{id}", "{contact}", "{file}"]
+                .iter()
+                .any(|name| document["paths"].get(path.replace(UNKNOWN, name)).is_some()),
             "{path} missing"
         );
     }

@@ -17,11 +17,14 @@
 //! - [`problem`]: errors as HTTP statuses with stable codes.
 //! - [`schema`]: the JSON forms of the messenger's records and events.
 //! - [`routes`]: the handlers.
+//! - [`files`]: files (uploads streamed to disk, downloads streamed from
+//!   it) and backups.
 //! - [`events`]: the WebSocket.
 //! - [`openapi`]: the OpenAPI document, generated from the handlers.
 
 pub mod auth;
 pub mod events;
+pub mod files;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
@@ -45,6 +48,8 @@ pub use problem::Problem;
 /// The largest request body taken. A JSON body holds at most one text of
 /// `xchat_proto::content::MAX_TEXT_BYTES` (64 KiB), with room for its JSON
 /// escaping; anything larger is refused with 413 before it is read whole.
+/// A file's upload is not JSON and has its own limit,
+/// [`files::MAX_UPLOAD_BYTES`]: it is streamed to disk, never held whole.
 pub const MAX_BODY_BYTES: usize = 128 * 1024;
 
 /// Where and how the API listens.
@@ -202,6 +207,7 @@ pub async fn serve(
 fn router(state: routes::State) -> Router {
     let gate = Arc::clone(&state.gate);
     let api = routes::api_routes()
+        .merge(files::file_routes())
         .route("/events", axum::routing::get(events::events))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&gate), auth::require_auth));
     Router::new()

@@ -6,7 +6,7 @@ use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use super::{events, problem, routes, schema};
+use super::{events, files, problem, routes, schema};
 
 /// The document's root.
 #[derive(OpenApi)]
@@ -30,6 +30,12 @@ use super::{events, problem, routes, schema};
         routes::send_text,
         routes::set_timer,
         routes::mark_read,
+        files::upload,
+        files::transfers,
+        files::accept,
+        files::cancel,
+        files::download,
+        files::backup,
         events::events,
     ),
     components(schemas(problem::ErrorBody, problem::ErrorDetail, schema::EventJson)),

@@ -364,7 +364,7 @@ async fn find_contact(state: &State, id: &str) -> Result<Contact, Problem> {
     find_contact_id(state, contact_id(id)?).await
 }
 
-async fn find_contact_id(state: &State, id: ContactId) -> Result<Contact, Problem> {
+pub(super) async fn find_contact_id(state: &State, id: ContactId) -> Result<Contact, Problem> {
     state
         .node
         .read(move |messenger, _| messenger.contacts().get(id).cloned())
@@ -372,6 +372,6 @@ async fn find_contact_id(state: &State, id: ContactId) -> Result<Contact, Proble
         .ok_or_else(Problem::unknown_contact)
 }
 
-fn store_failed(error: xchat_store::StoreError) -> Problem {
+pub(super) fn store_failed(error: xchat_store::StoreError) -> Problem {
     crate::node::NodeError::Store(error).into()
 }

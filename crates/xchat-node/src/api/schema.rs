@@ -8,8 +8,8 @@ use utoipa::ToSchema;
 use xchat_core::contact::{Added, Contact, ContactId};
 use xchat_core::io::Event;
 use xchat_core::record::{Direction, MessageRecord, Status};
-use xchat_core::transfer::TransferState;
-use xchat_proto::content::{MESSAGE_ID_BYTES, MessageId, VanishingTimer};
+use xchat_core::transfer::{TransferRecord, TransferState};
+use xchat_proto::content::{FILE_ID_BYTES, FileId, MESSAGE_ID_BYTES, MessageId, VanishingTimer};
 
 use super::problem::Problem;
 
@@ -285,6 +285,98 @@ impl From<TransferState> for TransferStateJson {
     }
 }
 
+/// One file offered in a conversation, and how far it moved.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Transfer)]
+pub struct TransferJson {
+    /// The file's id.
+    pub file: String,
+    /// The message that offered it.
+    pub message: String,
+    /// Sent by the user (`out`) or received (`in`).
+    pub direction: DirectionJson,
+    /// Its name, as the sender gave it (no path separators, no control
+    /// characters, no `..`).
+    pub name: String,
+    /// Its media type (`type/subtype`).
+    pub media_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Where it stands.
+    pub state: TransferStateJson,
+    /// Chunks (64 KiB) moved and verified so far.
+    pub chunks_done: u64,
+    /// Chunks in the whole file.
+    pub chunks_total: u64,
+}
+
+impl From<&TransferRecord> for TransferJson {
+    fn from(transfer: &TransferRecord) -> Self {
+        let descriptor = &transfer.descriptor;
+        Self {
+            file: hex::encode(transfer.file().as_bytes()),
+            message: hex::encode(transfer.message.as_bytes()),
+            direction: match transfer.direction {
+                Direction::Incoming => DirectionJson::In,
+                Direction::Outgoing => DirectionJson::Out,
+            },
+            name: descriptor.name().as_str().to_owned(),
+            media_type: descriptor.media_type().as_str().to_owned(),
+            size: descriptor.size(),
+            state: transfer.state.into(),
+            chunks_done: transfer.chunks_done,
+            chunks_total: transfer.chunk_count(),
+        }
+    }
+}
+
+/// `POST .../files`'s query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UploadQuery {
+    /// The file's name as the contact will see it: 1 to 255 bytes, no `/`,
+    /// `\`, `..`, control or bidirectional characters.
+    pub name: String,
+}
+
+/// A file's raw bytes, as a request or answer body (never JSON).
+#[derive(Debug, ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct FileBytes(pub Vec<u8>);
+
+/// `POST .../files`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileQueued {
+    /// The message that offers the file.
+    pub message: String,
+    /// The file's id.
+    pub file: String,
+}
+
+/// `POST /api/v1/backup`'s body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewBackup {
+    /// Where to write it: an absolute path that does not exist yet, in a
+    /// directory that does.
+    pub path: String,
+}
+
+/// `POST /api/v1/backup`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackupWritten {
+    /// Where it was written.
+    pub path: String,
+    /// Contacts in it.
+    pub contacts: u64,
+    /// Messages of the history in it.
+    pub messages: u64,
+    /// Vanishing messages left out.
+    pub vanishing_left_out: u64,
+    /// Bytes of the database image (before encryption).
+    pub image_bytes: u64,
+}
+
 /// One event on `/api/v1/events`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -389,6 +481,14 @@ pub fn contact_id(text: &str) -> Result<ContactId, Problem> {
     parse_id(text).map(ContactId)
 }
 
+/// Parses a file id.
+///
+/// # Errors
+/// 400 `invalid_id`.
+pub fn file_id(text: &str) -> Result<FileId, Problem> {
+    parse_id(text).map(FileId::from_bytes)
+}
+
 /// Parses a message id.
 ///
 /// # Errors
@@ -396,6 +496,9 @@ pub fn contact_id(text: &str) -> Result<ContactId, Problem> {
 pub fn message_id(text: &str) -> Result<MessageId, Problem> {
     parse_id(text).map(MessageId::from_bytes)
 }
+
+// File ids are as long as message and contact ids: one parser for all.
+const _: () = assert!(FILE_ID_BYTES == MESSAGE_ID_BYTES);
 
 fn parse_id(text: &str) -> Result<[u8; MESSAGE_ID_BYTES], Problem> {
     let invalid = || Problem::bad_request("invalid_id", "an id is 32 lowercase hex digits");
