@@ -152,6 +152,52 @@ impl Client {
         answer(response)
     }
 
+    /// `POST path` with `body` streamed from a reader of `len` bytes as
+    /// `media_type`; its JSON answer. No overall timeout: a large file takes
+    /// as long as it takes.
+    pub(crate) fn upload(
+        &self,
+        path: &str,
+        media_type: &str,
+        len: u64,
+        body: &mut dyn std::io::Read,
+    ) -> Result<Value, Failure> {
+        let response = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .config()
+            .timeout_global(None)
+            .build()
+            .header("authorization", self.authorization.as_str())
+            .header("content-type", media_type)
+            .header("content-length", len.to_string())
+            .send(ureq::SendBody::from_reader(body));
+        answer(response)
+    }
+
+    /// `GET path`, its body written to `out` (a download). No overall
+    /// timeout.
+    pub(crate) fn download(
+        &self,
+        path: &str,
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64, Failure> {
+        let response = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .config()
+            .timeout_global(None)
+            .build()
+            .header("authorization", self.authorization.as_str())
+            .call()
+            .map_err(transport_failure)?;
+        if !response.status().is_success() {
+            return answer(Ok(response)).map(|_| 0);
+        }
+        let mut reader = response.into_body().into_reader();
+        std::io::copy(&mut reader, out).map_err(|e| Failure::new(format!("downloading: {e}")))
+    }
+
     /// Every contact, by name.
     pub(crate) fn contacts(&self) -> Result<(Value, Vec<Contact>), Failure> {
         let json = self.get("/api/v1/contacts")?;

@@ -16,6 +16,7 @@ mod client;
 mod contact;
 mod conversation;
 mod demo;
+mod file;
 mod profile;
 
 /// A peer-to-peer, end-to-end-encrypted messenger.
@@ -132,6 +133,16 @@ Example:
         /// The contact's name.
         name: String,
     },
+    /// Files of a conversation (needs `xchat up` running).
+    File {
+        #[command(subcommand)]
+        command: FileCommand,
+    },
+    /// Encrypted backups of this profile (needs `xchat up` running).
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
     /// Print a shell completion script.
     #[command(after_help = "\
 Examples:
@@ -141,6 +152,60 @@ Examples:
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FileCommand {
+    /// Send a file of any type and size to a contact, with a progress bar.
+    #[command(after_help = "\
+Example:
+  xchat file send bob ~/Pictures/cat.jpg")]
+    Send {
+        /// The contact's name.
+        name: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// List the files of a conversation, with their state.
+    #[command(after_help = "\
+Example:
+  xchat file list bob")]
+    List {
+        /// The contact's name.
+        name: String,
+    },
+    /// Accept a file a contact offered: the node fetches and verifies it.
+    #[command(after_help = "\
+Example:
+  xchat file accept 9f0c...e1")]
+    Accept {
+        /// The file's id (from `xchat file list`).
+        id: String,
+    },
+    /// Save a received file.
+    #[command(after_help = "\
+Example:
+  xchat file get 9f0c...e1 --out ~/Downloads/cat.jpg")]
+    Get {
+        /// The file's id (from `xchat file list`).
+        id: String,
+        /// Where to save it (must not exist).
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupCommand {
+    /// Write an encrypted backup of contacts and history (vanishing
+    /// messages left out), readable only with your recovery phrase.
+    #[command(after_help = "\
+Example:
+  xchat backup export ~/xchat-2026-11-24.xbak")]
+    Export {
+        /// The backup file to write (must not exist).
+        path: PathBuf,
     },
 }
 
@@ -286,6 +351,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Chat { name } => {
             let client = client::Client::open(&profile::dir(cli.profile)?)?;
             conversation::chat(client, name, cli.json).await
+        }
+        Command::File { command } => {
+            let client = client::Client::open(&profile::dir(cli.profile)?)?;
+            match command {
+                FileCommand::Send { name, path } => file::send(&client, &name, &path, cli.json),
+                FileCommand::List { name } => file::list(&client, &name, cli.json),
+                FileCommand::Accept { id } => file::accept(&client, &id, cli.json),
+                FileCommand::Get { id, out } => file::get(&client, &id, &out, cli.json),
+            }
+        }
+        Command::Backup { command: BackupCommand::Export { path } } => {
+            let client = client::Client::open(&profile::dir(cli.profile)?)?;
+            file::backup(&client, &path, cli.json)
         }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "xchat", &mut std::io::stdout());

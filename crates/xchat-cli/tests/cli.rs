@@ -326,6 +326,36 @@ fn two_nodes_talk_through_the_cli() {
     let ping = seen.iter().find(|m| m["text"] == "ping").unwrap();
     assert_eq!(ping["status"], "seen");
 
+    // A file: Alice sends it, Bob accepts, the node fetches it, Bob saves it.
+    let original: Vec<u8> = (0..2 * 1024 * 1024 + 77).map(|i: u32| (i % 253) as u8).collect();
+    let photo = home.path().join("photo.jpg");
+    std::fs::write(&photo, &original).unwrap();
+    let offered = ok(&alice_dir, &["file", "send", "bob", photo.to_str().unwrap()]);
+    assert!(offered.contains("Offered photo.jpg"), "{offered}");
+    let file = wait_for("the offer at bob", || {
+        let files = json(&ok(&bob_dir, &["--json", "file", "list", "alice"]));
+        files.as_array().unwrap().first().map(|f| f["file"].as_str().unwrap().to_owned())
+    })
+    .unwrap();
+    ok(&bob_dir, &["file", "accept", &file]);
+    wait_for("the file complete at bob", || {
+        let files = json(&ok(&bob_dir, &["--json", "file", "list", "alice"]));
+        (files[0]["state"] == "complete").then_some(())
+    })
+    .unwrap();
+    let saved = home.path().join("saved.jpg");
+    ok(&bob_dir, &["file", "get", &file, "--out", saved.to_str().unwrap()]);
+    assert!(std::fs::read(&saved).unwrap() == original, "the saved file differs");
+    let again = fails(&bob_dir, &["file", "get", &file, "--out", saved.to_str().unwrap()], 1);
+    assert!(again.contains("exists"), "{again}");
+
+    // A backup, written once; a second one to the same path is refused.
+    let backup = home.path().join("alice.xbak");
+    let written = ok(&alice_dir, &["backup", "export", backup.to_str().unwrap()]);
+    assert!(written.contains("Backup written"), "{written}");
+    assert!(std::fs::metadata(&backup).unwrap().len() > 0);
+    fails(&alice_dir, &["backup", "export", backup.to_str().unwrap()], 1);
+
     // A clean stop removes api.url: the commands then say no node runs.
     drop(bob);
     let status = alice.terminate();
@@ -383,6 +413,11 @@ fn every_command_help_has_an_example() {
         &["history"],
         &["chat"],
         &["completions"],
+        &["file", "send"],
+        &["file", "list"],
+        &["file", "accept"],
+        &["file", "get"],
+        &["backup", "export"],
     ] {
         let mut args = command.to_vec();
         args.push("--help");
