@@ -207,6 +207,19 @@ Example:
         /// The backup file to write (must not exist).
         path: PathBuf,
     },
+    /// Make a profile from a backup and its recovery phrase (asked for);
+    /// no node needs to run.
+    #[command(after_help = "\
+Example:
+  xchat --profile ~/xchat-restored backup import ~/xchat-2026-11-24.xbak")]
+    Import {
+        /// The backup file.
+        path: PathBuf,
+        /// Keep the database key in a file instead of asking for a
+        /// passphrase at each start.
+        #[arg(long)]
+        no_passphrase: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -360,6 +373,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 FileCommand::Accept { id } => file::accept(&client, &id, cli.json),
                 FileCommand::Get { id, out } => file::get(&client, &id, &out, cli.json),
             }
+        }
+        Command::Backup { command: BackupCommand::Import { path, no_passphrase } } => {
+            profile::import(profile::dir(cli.profile)?, &path, no_passphrase, cli.json)
         }
         Command::Backup { command: BackupCommand::Export { path } } => {
             let client = client::Client::open(&profile::dir(cli.profile)?)?;

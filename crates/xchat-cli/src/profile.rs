@@ -30,9 +30,18 @@ pub(crate) fn dir(given: Option<PathBuf>) -> Result<ProfileDir, Failure> {
         .ok_or_else(|| Failure::new("no home directory: give --profile DIR"))
 }
 
+/// The environment variable a script may set instead of typing the
+/// recovery phrase (`init --restore`, `backup import`).
+const PHRASE_ENV: &str = "XCHAT_PHRASE";
+
 fn passphrase(prompt: &str) -> Result<Zeroizing<String>, Failure> {
-    if let Ok(passphrase) = std::env::var(PASSPHRASE_ENV) {
-        return Ok(Zeroizing::new(passphrase));
+    secret_line(PASSPHRASE_ENV, prompt)
+}
+
+/// A secret line: from the environment variable `env` when set, else typed.
+fn secret_line(env: &str, prompt: &str) -> Result<Zeroizing<String>, Failure> {
+    if let Ok(value) = std::env::var(env) {
+        return Ok(Zeroizing::new(value));
     }
     // Typed on a terminal without echo; read from standard input when there
     // is no terminal (a script).
@@ -45,7 +54,7 @@ fn passphrase(prompt: &str) -> Result<Zeroizing<String>, Failure> {
     std::io::stdin()
         .lock()
         .read_line(&mut line)
-        .map_err(|e| Failure::new(format!("cannot read the passphrase: {e}")))?;
+        .map_err(|e| Failure::new(format!("cannot read what was typed: {e}")))?;
     Ok(Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned()))
 }
 
@@ -61,27 +70,23 @@ pub(crate) fn init(
     }
     let mut rng = UnwrapErr(OsRng);
     let phrase = if restore {
-        let words = passphrase("Recovery phrase (24 words): ")?;
+        let words = secret_line(PHRASE_ENV, "Recovery phrase (24 words): ")?;
         RecoveryPhrase::parse(&words).map_err(|e| Failure::new(format!("that phrase: {e}")))?
     } else {
         RecoveryPhrase::generate(&mut rng)
     };
-    let unlock = if no_passphrase {
-        Unlock::KeyFile
-    } else {
-        let first = passphrase("Passphrase for this profile: ")?;
-        if std::env::var(PASSPHRASE_ENV).is_err() {
-            let second = passphrase("Again: ")?;
-            if *first != *second {
-                return Err(Failure::new("the passphrases differ"));
-            }
-        }
-        Unlock::Passphrase(first)
-    };
+    let unlock = if no_passphrase { Unlock::KeyFile } else { new_passphrase()? };
     let profile = Profile::create(dir, &phrase, &unlock, xchat_node::now_ms(), &mut rng)?;
     let address = profile.messenger.address();
     if json {
-        println!("{{\"address\":\"{address}\",\"profile\":{:?}}}", profile.dir.root());
+        // A script asked for JSON: it gets the new phrase to keep, once.
+        let phrase = if restore { None } else { Some(phrase.to_words()) };
+        let made = serde_json::json!({
+            "address": address.to_string(),
+            "profile": profile.dir.root(),
+            "recovery_phrase": phrase.as_deref().map(String::as_str),
+        });
+        println!("{made}");
     } else {
         println!("Profile made in {}", profile.dir.root().display());
         println!("Your address: {address}");
@@ -98,6 +103,52 @@ pub(crate) fn init(
             println!();
             println!("Anyone with these words can read your messages and speak as you.");
         }
+    }
+    Ok(())
+}
+
+/// A new profile's passphrase, typed twice (or from the environment).
+fn new_passphrase() -> Result<Unlock, Failure> {
+    let first = passphrase("Passphrase for this profile: ")?;
+    if std::env::var(PASSPHRASE_ENV).is_err() {
+        let second = passphrase("Again: ")?;
+        if *first != *second {
+            return Err(Failure::new("the passphrases differ"));
+        }
+    }
+    Ok(Unlock::Passphrase(first))
+}
+
+/// `xchat backup import FILE`.
+pub(crate) fn import(
+    dir: ProfileDir,
+    backup: &std::path::Path,
+    no_passphrase: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    if dir.exists() {
+        return Err(Failure::new(format!("a profile exists in {} already", dir.root().display())));
+    }
+    let words = secret_line(PHRASE_ENV, "Recovery phrase (24 words): ")?;
+    let phrase =
+        RecoveryPhrase::parse(&words).map_err(|e| Failure::new(format!("that phrase: {e}")))?;
+    let unlock = if no_passphrase { Unlock::KeyFile } else { new_passphrase()? };
+    let profile = Profile::restore(dir.clone(), &phrase, &unlock, backup, &mut UnwrapErr(OsRng));
+    let profile = match profile {
+        Ok(profile) => profile,
+        Err(error) => {
+            // Nothing usable was made: leave no half profile behind.
+            let _ = std::fs::remove_dir_all(dir.root());
+            return Err(error.into());
+        }
+    };
+    let address = profile.messenger.address();
+    let contacts = profile.messenger.contacts().len();
+    if json {
+        println!("{{\"address\":\"{address}\",\"contacts\":{contacts}}}");
+    } else {
+        println!("Profile restored in {}", profile.dir.root().display());
+        println!("Your address: {address} ({contacts} contacts)");
     }
     Ok(())
 }

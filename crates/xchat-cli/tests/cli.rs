@@ -89,8 +89,15 @@ fn json(text: &str) -> Value {
 
 /// A new profile without passphrase; its address.
 fn init(profile: &Path) -> String {
+    init_with_phrase(profile).0
+}
+
+/// A new profile without passphrase; its address and recovery phrase.
+fn init_with_phrase(profile: &Path) -> (String, String) {
     let made = json(&ok(profile, &["--json", "init", "--no-passphrase"]));
-    made["address"].as_str().unwrap().to_owned()
+    let phrase = made["recovery_phrase"].as_str().unwrap();
+    assert_eq!(phrase.split(' ').count(), 24);
+    (made["address"].as_str().unwrap().to_owned(), phrase.to_owned())
 }
 
 /// A running `xchat up`, killed when dropped (a failed assertion too).
@@ -217,7 +224,7 @@ fn history(profile: &Path, name: &str) -> Vec<Value> {
 fn two_nodes_talk_through_the_cli() {
     let home = tempfile::tempdir().unwrap();
     let (alice_dir, bob_dir) = (home.path().join("alice"), home.path().join("bob"));
-    let alice_address = init(&alice_dir);
+    let (alice_address, alice_phrase) = init_with_phrase(&alice_dir);
     let bob_address = init(&bob_dir);
 
     let alice = Node::start(&alice_dir, None);
@@ -355,6 +362,28 @@ fn two_nodes_talk_through_the_cli() {
     assert!(written.contains("Backup written"), "{written}");
     assert!(std::fs::metadata(&backup).unwrap().len() > 0);
     fails(&alice_dir, &["backup", "export", backup.to_str().unwrap()], 1);
+    // It restores Alice on a new profile with her phrase only: a wrong
+    // phrase is refused and leaves nothing behind.
+    let restored_dir = home.path().join("alice-restored");
+    let import = |phrase: &str| {
+        Command::new(xchat())
+            .arg("--profile")
+            .arg(&restored_dir)
+            .args(["--json", "backup", "import", backup.to_str().unwrap(), "--no-passphrase"])
+            .env("XCHAT_PHRASE", phrase)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let (_, other_phrase) = init_with_phrase(&home.path().join("carol"));
+    let refused = import(&other_phrase);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(!restored_dir.exists(), "a refused import left a profile");
+    let restored = import(&alice_phrase);
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    let restored = json(&stdout(&restored));
+    assert_eq!(restored["address"], alice_address.as_str());
+    assert_eq!(restored["contacts"], 1);
 
     // A clean stop removes api.url: the commands then say no node runs.
     drop(bob);
@@ -418,6 +447,7 @@ fn every_command_help_has_an_example() {
         &["file", "accept"],
         &["file", "get"],
         &["backup", "export"],
+        &["backup", "import"],
     ] {
         let mut args = command.to_vec();
         args.push("--help");

@@ -234,6 +234,59 @@ impl Profile {
         Ok(Self { dir, store, messenger, transport })
     }
 
+    /// Makes a profile in `dir` from the encrypted backup at `backup`,
+    /// readable only with the identity of `phrase`: contacts, history,
+    /// sessions and files' keys come back. The restored node gets a new
+    /// transport key (a new peer id on the network).
+    ///
+    /// # Errors
+    /// [`StoreError::AlreadyExists`] when `dir` holds a profile,
+    /// [`StoreError::Backup`] for a file that is not a backup of this
+    /// phrase's identity, [`StoreError::BackupOfAnotherIdentity`], and
+    /// [`ProfileError`]. On an error `dir` holds no usable profile: delete it
+    /// before trying again.
+    pub fn restore(
+        dir: ProfileDir,
+        phrase: &RecoveryPhrase,
+        unlock: &Unlock,
+        backup: &Path,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Self, ProfileError> {
+        if dir.exists() {
+            return Err(StoreError::AlreadyExists.into());
+        }
+        let file = std::fs::File::open(backup)
+            .map_err(|source| ProfileError::Io { path: backup.to_path_buf(), source })?;
+        dir.create_dir()?;
+        let identity = Identity::from_seed(&phrase.to_seed("")).map_err(|_| ProfileError::Keys)?;
+        let key = match unlock {
+            Unlock::KeyFile => {
+                let path = dir.key_file();
+                if path.exists() {
+                    std::fs::remove_file(&path)
+                        .map_err(|source| ProfileError::Io { path: path.clone(), source })?;
+                }
+                DatabaseKey::create_key_file(&path, rng)?
+            }
+            Unlock::Passphrase(passphrase) => {
+                DatabaseKey::new_from_passphrase(passphrase, KdfParams::DESKTOP, rng)?
+            }
+        };
+        let mut store =
+            Store::import_backup(&dir.store(), &key, &identity, std::io::BufReader::new(file))?;
+        let transport = Keypair::generate_ed25519();
+        let transport_bytes = zeroize::Zeroizing::new(
+            transport.to_protobuf_encoding().map_err(|_| ProfileError::TransportKey)?,
+        );
+        store.apply(|batch| batch.put_setting(TRANSPORT_KEY_SETTING, &transport_bytes))?;
+        drop(store);
+        let passphrase = match unlock {
+            Unlock::KeyFile => None,
+            Unlock::Passphrase(passphrase) => Some(passphrase.as_str()),
+        };
+        Self::open(dir, passphrase)
+    }
+
     /// Opens the profile in `dir`: with its key file, or with `passphrase`.
     ///
     /// # Errors
