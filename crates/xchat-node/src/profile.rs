@@ -145,6 +145,28 @@ impl ProfileDir {
         }
     }
 
+    /// The database key of a new profile here, kept as `unlock` says.
+    fn new_key(
+        &self,
+        unlock: &Unlock,
+        rng: &mut impl CryptoRng,
+    ) -> Result<DatabaseKey, ProfileError> {
+        Ok(match unlock {
+            Unlock::KeyFile => {
+                let path = self.key_file();
+                // A key file left by a create that stopped before the store.
+                if path.exists() {
+                    std::fs::remove_file(&path)
+                        .map_err(|source| ProfileError::Io { path: path.clone(), source })?;
+                }
+                DatabaseKey::create_key_file(&path, rng)?
+            }
+            Unlock::Passphrase(passphrase) => {
+                DatabaseKey::new_from_passphrase(passphrase, KdfParams::DESKTOP, rng)?
+            }
+        })
+    }
+
     fn create_dir(&self) -> Result<(), ProfileError> {
         let io = |source| ProfileError::Io { path: self.root.clone(), source };
         std::fs::create_dir_all(&self.root).map_err(io)?;
@@ -156,6 +178,13 @@ impl ProfileDir {
         }
         Ok(())
     }
+}
+
+/// A new device transport key, and its encoding to keep in the store.
+fn new_transport_key() -> Result<(Keypair, zeroize::Zeroizing<Vec<u8>>), ProfileError> {
+    let transport = Keypair::generate_ed25519();
+    let bytes = transport.to_protobuf_encoding().map_err(|_| ProfileError::TransportKey)?;
+    Ok((transport, zeroize::Zeroizing::new(bytes)))
 }
 
 /// An open profile: the store and everything the messenger is made of.
@@ -199,30 +228,14 @@ impl Profile {
         }
         dir.create_dir()?;
         let identity = Identity::from_seed(&phrase.to_seed("")).map_err(|_| ProfileError::Keys)?;
-        let key = match unlock {
-            Unlock::KeyFile => {
-                let path = dir.key_file();
-                // A key file left by a create that stopped before the store.
-                if path.exists() {
-                    std::fs::remove_file(&path)
-                        .map_err(|source| ProfileError::Io { path: path.clone(), source })?;
-                }
-                DatabaseKey::create_key_file(&path, rng)?
-            }
-            Unlock::Passphrase(passphrase) => {
-                DatabaseKey::new_from_passphrase(passphrase, KdfParams::DESKTOP, rng)?
-            }
-        };
+        let key = dir.new_key(unlock, rng)?;
         let mut store = Store::create(&dir.store(), &key)?;
         let device = Device::new(&identity, now_ms, rng);
         let mut prekeys = PreKeys::new(&device, now_ms, rng);
         prekeys
             .generate_one_time_prekeys(&device, ONE_TIME_PREKEYS, rng)
             .map_err(|_| ProfileError::Keys)?;
-        let transport = Keypair::generate_ed25519();
-        let transport_bytes = zeroize::Zeroizing::new(
-            transport.to_protobuf_encoding().map_err(|_| ProfileError::TransportKey)?,
-        );
+        let (transport, transport_bytes) = new_transport_key()?;
         store.apply(|batch| {
             batch.put_identity(&identity)?;
             batch.put_device(&device)?;
@@ -259,25 +272,10 @@ impl Profile {
             .map_err(|source| ProfileError::Io { path: backup.to_path_buf(), source })?;
         dir.create_dir()?;
         let identity = Identity::from_seed(&phrase.to_seed("")).map_err(|_| ProfileError::Keys)?;
-        let key = match unlock {
-            Unlock::KeyFile => {
-                let path = dir.key_file();
-                if path.exists() {
-                    std::fs::remove_file(&path)
-                        .map_err(|source| ProfileError::Io { path: path.clone(), source })?;
-                }
-                DatabaseKey::create_key_file(&path, rng)?
-            }
-            Unlock::Passphrase(passphrase) => {
-                DatabaseKey::new_from_passphrase(passphrase, KdfParams::DESKTOP, rng)?
-            }
-        };
+        let key = dir.new_key(unlock, rng)?;
         let mut store =
             Store::import_backup(&dir.store(), &key, &identity, std::io::BufReader::new(file))?;
-        let transport = Keypair::generate_ed25519();
-        let transport_bytes = zeroize::Zeroizing::new(
-            transport.to_protobuf_encoding().map_err(|_| ProfileError::TransportKey)?,
-        );
+        let (_, transport_bytes) = new_transport_key()?;
         store.apply(|batch| batch.put_setting(TRANSPORT_KEY_SETTING, &transport_bytes))?;
         drop(store);
         let passphrase = match unlock {
