@@ -543,7 +543,13 @@ pub struct Network {
     external_addresses: Vec<Multiaddr>,
     /// This node's mailbox service, when it keeps mailboxes.
     mailbox_server: Option<mailbox::Server>,
-    pending_mailbox: HashMap<OutboundRequestId, MailboxReply>,
+    /// Mailbox requests on the wire, by request.
+    pending_mailbox: HashMap<OutboundRequestId, (PeerId, MailboxReply)>,
+    /// Per peer: how many mailbox requests are on the wire, and those
+    /// waiting their turn (a peer drops streams beyond its limit).
+    mailbox_outboxes: HashMap<PeerId, MailboxOutbox>,
+    /// Mailbox requests queued or on the wire, all peers.
+    mailbox_requests: usize,
     pending_lookups: HashMap<kad::QueryId, oneshot::Sender<Result<Vec<PeerId>, LookupError>>>,
     pending_puts: HashMap<kad::QueryId, oneshot::Sender<Result<(), PublishError>>>,
     /// Gets awaited, with the latest valid copy found so far.
@@ -621,6 +627,8 @@ impl Network {
             external_addresses: config.external_addresses,
             mailbox_server: config.mailbox.map(|policy| mailbox::Server::new(policy, storage)),
             pending_mailbox: HashMap::new(),
+            mailbox_outboxes: HashMap::new(),
+            mailbox_requests: 0,
             pending_lookups: HashMap::new(),
             pending_puts: HashMap::new(),
             pending_finds: HashMap::new(),
@@ -764,13 +772,14 @@ impl Network {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
             }
             Command::Mailbox { peer, request, reply } => {
-                if self.pending_mailbox.len() >= mailbox::MAX_PENDING_MAILBOX_REQUESTS {
+                if self.mailbox_requests >= mailbox::MAX_PENDING_MAILBOX_REQUESTS {
                     let _ = reply.send(Err(MailboxError::Busy));
                     return;
                 }
-                let request = mailbox::Request { bytes: request.encode(), _reservation: None };
-                let id = self.swarm.behaviour_mut().mailbox.send_request(&peer, request);
-                self.pending_mailbox.insert(id, reply);
+                self.mailbox_requests += 1;
+                let outbox = self.mailbox_outboxes.entry(peer).or_default();
+                outbox.queued.push_back((request.encode(), reply));
+                self.send_queued_mailbox(peer);
             }
             Command::ClosestPeers { key, reply } => {
                 if self.pending_lookups.len() >= mailbox::MAX_PENDING_LOOKUPS {
@@ -1024,9 +1033,7 @@ impl Network {
                 let _ = self.swarm.behaviour_mut().mailbox.send_response(channel, response);
             }
             E::Message { message: Message::Response { request_id, response }, .. } => {
-                if let Some(reply) = self.pending_mailbox.remove(&request_id) {
-                    let _ = reply.send(Ok(response));
-                }
+                self.finish_mailbox(request_id, Ok(response));
             }
             E::OutboundFailure { request_id, error, peer, .. } => {
                 tracing::debug!(%peer, %error, "mailbox request failed");
@@ -1038,9 +1045,7 @@ impl Network {
                         MailboxError::ConnectionLost
                     }
                 };
-                if let Some(reply) = self.pending_mailbox.remove(&request_id) {
-                    let _ = reply.send(Err(error));
-                }
+                self.finish_mailbox(request_id, Err(error));
             }
             E::InboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, %error, "inbound mailbox request failed");
@@ -1152,6 +1157,41 @@ impl Network {
         }
     }
 
+    /// Puts `peer`'s queued mailbox requests on the wire, up to
+    /// [`mailbox::MAX_MAILBOX_REQUESTS_IN_FLIGHT_PER_PEER`]; drops those
+    /// whose caller stopped waiting.
+    fn send_queued_mailbox(&mut self, peer: PeerId) {
+        let Some(outbox) = self.mailbox_outboxes.get_mut(&peer) else { return };
+        while outbox.in_flight < mailbox::MAX_MAILBOX_REQUESTS_IN_FLIGHT_PER_PEER {
+            let Some((bytes, reply)) = outbox.queued.pop_front() else { break };
+            if reply.is_closed() {
+                self.mailbox_requests = self.mailbox_requests.saturating_sub(1);
+                continue;
+            }
+            let request = mailbox::Request { bytes, _reservation: None };
+            let id = self.swarm.behaviour_mut().mailbox.send_request(&peer, request);
+            outbox.in_flight += 1;
+            self.pending_mailbox.insert(id, (peer, reply));
+        }
+        if outbox.in_flight == 0 && outbox.queued.is_empty() {
+            self.mailbox_outboxes.remove(&peer);
+        }
+    }
+
+    fn finish_mailbox(
+        &mut self,
+        id: OutboundRequestId,
+        result: Result<MailboxResponse, MailboxError>,
+    ) {
+        let Some((peer, reply)) = self.pending_mailbox.remove(&id) else { return };
+        let _ = reply.send(result);
+        self.mailbox_requests = self.mailbox_requests.saturating_sub(1);
+        if let Some(outbox) = self.mailbox_outboxes.get_mut(&peer) {
+            outbox.in_flight = outbox.in_flight.saturating_sub(1);
+        }
+        self.send_queued_mailbox(peer);
+    }
+
     fn finish_delivery(&mut self, id: OutboundRequestId, result: Result<(), DeliverError>) {
         let Some((peer, reply)) = self.in_flight.remove(&id) else { return };
         let _ = reply.send(result);
@@ -1203,6 +1243,15 @@ fn keeps(
 struct Outbox {
     in_flight: usize,
     queued: VecDeque<(Envelope, DeliveryReply)>,
+}
+
+/// One peer's mailbox requests: at most
+/// [`mailbox::MAX_MAILBOX_REQUESTS_IN_FLIGHT_PER_PEER`] on the wire, the rest
+/// queued in order (bounded by [`mailbox::MAX_PENDING_MAILBOX_REQUESTS`]).
+#[derive(Default)]
+struct MailboxOutbox {
+    in_flight: usize,
+    queued: VecDeque<(Vec<u8>, MailboxReply)>,
 }
 
 /// The IP a direct connection's remote address starts with; `None` for a

@@ -140,6 +140,29 @@ async fn envelope_left_for_an_offline_device_is_fetched_after_a_mailbox_node_lef
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_requests_to_one_mailbox_node_at_once_wait_their_turn_and_all_succeed() {
+    // Far more than the keeper's streams per connection: the sender queues
+    // them instead of opening streams the keeper would drop.
+    const STORES: u8 = 100;
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let owner = SigningKey::generate(&mut rng);
+    let config = mailbox::Config { request_burst_per_peer: 10_000, ..mailbox_config() };
+    let keeper = node(None, Some(config), DhtMode::Server).await;
+    let sender = node(None, None, DhtMode::Client).await;
+    sender.handle.add_address(keeper.peer, keeper.address.clone()).await.unwrap();
+    let stores = (0..STORES).map(|i| {
+        let store =
+            StoreRequest::new(owner.verifying_key(), envelope(i).encode(), 60, BITS).unwrap();
+        let id = store.item_id();
+        let handle = sender.handle.clone();
+        async move { (id, handle.mailbox_request(keeper.peer, Request::Store(store)).await) }
+    });
+    for (id, response) in within(futures::future::join_all(stores)).await {
+        assert_eq!(response, Ok(Response::Stored(id)));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_without_enough_work_is_refused_and_honest_store_flows() {
     let mut rng = ChaCha20Rng::seed_from_u64(5);
     let owner = SigningKey::generate(&mut rng);

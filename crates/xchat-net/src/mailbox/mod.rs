@@ -66,8 +66,14 @@ pub const MAX_RATE_TRACKED_PEERS: usize = 4096;
 pub const MAX_INBOUND_MAILBOX_BYTES: usize = 32 * 1024 * 1024;
 /// Most mailbox streams open at once on one connection, both directions.
 pub const MAX_MAILBOX_STREAMS_PER_CONNECTION: usize = 8;
-/// Most mailbox requests this node has sent and awaits a response for.
+/// Most mailbox requests this node has queued or sent and awaits a response
+/// for, all peers.
 pub const MAX_PENDING_MAILBOX_REQUESTS: usize = 256;
+/// Most mailbox requests this node has on the wire to one peer; the others
+/// wait their turn. Half of [`MAX_MAILBOX_STREAMS_PER_CONNECTION`], so two
+/// nodes storing in each other's mailboxes at once stay within both sides'
+/// stream limit, which drops the streams beyond it.
+pub const MAX_MAILBOX_REQUESTS_IN_FLIGHT_PER_PEER: usize = MAX_MAILBOX_STREAMS_PER_CONNECTION / 2;
 /// Most DHT lookups of closest peers awaited at once.
 pub const MAX_PENDING_LOOKUPS: usize = 64;
 
