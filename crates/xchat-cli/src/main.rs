@@ -80,6 +80,27 @@ enum Command {
         #[arg(long)]
         api_allow_remote: bool,
     },
+    /// Run a relay until Ctrl-C: a node that serves the network only. It
+    /// joins the DHT, keeps mailboxes for devices that are offline and
+    /// relays for those behind NAT; it has no identity and reads nothing.
+    /// Its key and the mailboxes it holds live in --profile DIR (default:
+    /// the platform's data directory), so a restart brings back the same
+    /// node with what it held.
+    #[command(after_help = "\
+Examples:
+  xchat relay --listen /ip4/0.0.0.0/tcp/4001 --listen /ip4/0.0.0.0/udp/4001/quic-v1
+  xchat relay --profile /var/lib/xchat-relay --bootstrap /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW...")]
+    Relay {
+        /// Addresses to listen on (multiaddrs), repeatable.
+        #[arg(long, value_name = "MULTIADDR")]
+        listen: Vec<String>,
+        /// Nodes to join through (multiaddrs ending in /p2p/<peer id>), repeatable.
+        #[arg(long, value_name = "MULTIADDR")]
+        bootstrap: Vec<String>,
+        /// Do not look for nodes on the local network.
+        #[arg(long)]
+        no_mdns: bool,
+    },
     /// Show this profile's address.
     Id {
         /// Also draw it as a QR code.
@@ -338,6 +359,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Up { listen, bootstrap, no_mdns, api, api_allow_remote } => {
             let options = profile::UpOptions { listen, bootstrap, no_mdns, api, api_allow_remote };
             profile::up(profile::dir(cli.profile)?, options, cli.json).await
+        }
+        Command::Relay { listen, bootstrap, no_mdns } => {
+            let network = profile::network_config(listen, bootstrap, no_mdns)?;
+            profile::relay(profile::relay_dir(cli.profile)?, network, cli.json).await
         }
         Command::Id { qr } => profile::id(profile::dir(cli.profile)?, qr, cli.json),
         Command::Demo { exit } => demo::run(exit).await,

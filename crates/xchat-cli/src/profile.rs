@@ -179,20 +179,7 @@ pub(crate) struct UpOptions {
 
 /// `xchat up`.
 pub(crate) async fn up(dir: ProfileDir, options: UpOptions, json: bool) -> Result<(), Failure> {
-    let parse = |addresses: Vec<String>| {
-        addresses
-            .into_iter()
-            .map(|a| a.parse().map_err(|e| Failure::new(format!("address {a}: {e}"))))
-            .collect::<Result<Vec<xchat_net::Multiaddr>, Failure>>()
-    };
-    let mut network = xchat_net::Config {
-        bootstrap_peers: parse(options.bootstrap)?,
-        enable_mdns: !options.no_mdns,
-        ..xchat_net::Config::default()
-    };
-    if !options.listen.is_empty() {
-        network.listen_addresses = parse(options.listen)?;
-    }
+    let network = network_config(options.listen, options.bootstrap, options.no_mdns)?;
     let listen_count = network.listen_addresses.len();
     let profile = open(dir)?;
     let profile_dir = profile.dir.clone();
@@ -268,6 +255,72 @@ pub(crate) async fn up(dir: ProfileDir, options: UpOptions, json: bool) -> Resul
         Ok(result) => result.map_err(Failure::from),
         Err(_) => Err(Failure::new("the node's task failed")),
     }
+}
+
+/// The network's settings from the command line: the defaults where a
+/// list is empty.
+pub(crate) fn network_config(
+    listen: Vec<String>,
+    bootstrap: Vec<String>,
+    no_mdns: bool,
+) -> Result<xchat_net::Config, Failure> {
+    let parse = |addresses: Vec<String>| {
+        addresses
+            .into_iter()
+            .map(|a| a.parse().map_err(|e| Failure::with_code(2, format!("address {a}: {e}"))))
+            .collect::<Result<Vec<xchat_net::Multiaddr>, Failure>>()
+    };
+    let mut network = xchat_net::Config {
+        bootstrap_peers: parse(bootstrap)?,
+        enable_mdns: !no_mdns,
+        ..xchat_net::Config::default()
+    };
+    if !listen.is_empty() {
+        network.listen_addresses = parse(listen)?;
+    }
+    Ok(network)
+}
+
+/// A relay's directory: `--profile`/`XCHAT_HOME`, else the platform's data
+/// directory.
+pub(crate) fn relay_dir(given: Option<PathBuf>) -> Result<PathBuf, Failure> {
+    if let Some(dir) = given {
+        return Ok(dir);
+    }
+    directories::ProjectDirs::from("", "", "xchat")
+        .map(|dirs| dirs.data_dir().join("relay"))
+        .ok_or_else(|| Failure::new("no home directory: give --profile DIR"))
+}
+
+/// `xchat relay`: serves the network until Ctrl-C or SIGTERM.
+pub(crate) async fn relay(
+    dir: PathBuf,
+    network: xchat_net::Config,
+    json: bool,
+) -> Result<(), Failure> {
+    let relay = tokio::time::timeout(LISTEN_WAIT, xchat_node::start_relay_in(&dir, network))
+        .await
+        .map_err(|_| Failure::new("the relay does not listen: check --listen"))??;
+    let listening: Vec<String> = relay.addresses.iter().map(ToString::to_string).collect();
+    if json {
+        let up = serde_json::json!({ "peer_id": relay.peer.to_string(), "listen": listening });
+        println!("{up}");
+    } else {
+        println!("xchat relay is up.");
+        println!("  peer id  {}", relay.peer);
+        for listen in &listening {
+            println!("  listen   {listen}");
+        }
+        println!("  data     {}", dir.display());
+        println!("Others join through a listen address above (--bootstrap). Ctrl-C stops it.");
+    }
+    let _ = std::io::stdout().flush();
+    shutdown_signal().await;
+    eprintln!("stopping...");
+    // The mailbox database commits each write as it is made: nothing is
+    // left to flush.
+    drop(relay);
+    Ok(())
 }
 
 /// The URL other commands reach the API at.

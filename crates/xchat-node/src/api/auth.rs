@@ -2,7 +2,6 @@
 //! and the session cookies they buy, and the Host and Origin checks that
 //! keep other web pages out.
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -77,24 +76,8 @@ pub type LoginCode = Secret;
 /// # Errors
 /// Any I/O error.
 pub fn write_token_file(path: &Path, token: &ApiToken) -> std::io::Result<()> {
-    let mut scratch = path.as_os_str().to_owned();
-    scratch.push(".new");
-    let scratch = std::path::PathBuf::from(scratch);
-    // A leftover of a crash: its token is dead anyway.
-    match std::fs::remove_file(&scratch) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
-        _ => {}
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&scratch)?;
-    file.write_all(token.expose().as_bytes())?;
-    file.write_all(b"\n")?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&scratch, path)
+    let line = zeroize::Zeroizing::new(format!("{}\n", token.expose()));
+    crate::write_private_file(path, line.as_bytes())
 }
 
 /// The API's keys and its address: what every request is checked against.
