@@ -37,6 +37,13 @@ pub const MAILBOX_FETCH_NODES: usize = 2 * mailbox::REPLICAS;
 /// asks by default.
 pub const MAILBOX_STAMP_BITS: u8 = mailbox::MIN_DIFFICULTY_BITS;
 
+/// Most mailbox stores under way at once. Each mints a stamp (CPU) and asks
+/// [`mailbox::REPLICAS`] nodes, whose requests the network bounds
+/// (`xchat_net::mailbox::MAX_PENDING_MAILBOX_REQUESTS`): beyond this the
+/// stores wait their turn here instead of being refused as busy and
+/// retried minutes later.
+pub const MAX_MAILBOX_STORES: usize = 32;
+
 /// Waits before each lookup of a contact's records.
 const LOOKUP_RETRIES: [Duration; 4] =
     [Duration::ZERO, Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(4)];
@@ -50,12 +57,19 @@ pub struct Courier {
     /// Contact devices' peer ids, and when they were found.
     presence: Mutex<HashMap<DeviceKey, (PeerId, Instant)>>,
     stamp_bits: u8,
+    /// Turns to store in mailboxes: [`MAX_MAILBOX_STORES`].
+    mailbox_stores: tokio::sync::Semaphore,
 }
 
 impl Courier {
     /// A courier on `net`, minting stamps of `stamp_bits` bits.
     pub fn new(net: NetworkHandle, stamp_bits: u8) -> Self {
-        Self { net, presence: Mutex::new(HashMap::new()), stamp_bits }
+        Self {
+            net,
+            presence: Mutex::new(HashMap::new()),
+            stamp_bits,
+            mailbox_stores: tokio::sync::Semaphore::new(MAX_MAILBOX_STORES),
+        }
     }
 
     /// The network.
@@ -134,6 +148,9 @@ impl Courier {
             }
             Route::Mailbox => {
                 let mailbox = send.mailbox.ok_or(SendError::NoMailbox)?;
+                // Never closed.
+                let _turn =
+                    self.mailbox_stores.acquire().await.map_err(|_| SendError::Unreachable)?;
                 let envelope = send.envelope.clone();
                 let bits = self.stamp_bits;
                 // Minting the stamp is the sender's work: off the runtime.

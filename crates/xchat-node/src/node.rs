@@ -611,7 +611,18 @@ impl Runtime {
             }),
             Effect::DeleteFromMailbox { key, items } => self.spawn(move |courier| async move {
                 courier.delete_from_mailbox(&key, &items).await;
-                None
+                // A full page may have left more behind: with these gone,
+                // the next page comes now, not at the next poll.
+                if items.len() < xchat_proto::mailbox::MAX_FETCH_ITEMS {
+                    return None;
+                }
+                let fetched = courier.fetch_mailboxes(std::slice::from_ref(&key)).await;
+                Some(
+                    fetched
+                        .into_iter()
+                        .map(|(epoch, items)| Input::MailboxFetched { epoch, items })
+                        .collect(),
+                )
             }),
             Effect::DeleteFile { file } => {
                 self.registry.remove(&file);
