@@ -72,7 +72,7 @@ impl Node {
             command.args(["--bootstrap", address]);
         }
         let started = Instant::now();
-        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = command.stdout(Stdio::piped()).stderr(bench_log(profile)).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let ready = started.elapsed();
@@ -116,6 +116,15 @@ impl Node {
             .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
     }
+}
+
+/// Where a node's log goes: with `XCHAT_BENCH_LOG=DIR`, each node's stderr
+/// to `DIR/<profile name>.log` (for `RUST_LOG=xchat_node=trace` runs).
+fn bench_log(profile: &Path) -> Stdio {
+    let Some(dir) = std::env::var_os("XCHAT_BENCH_LOG") else { return Stdio::null() };
+    let name = profile.file_name().unwrap().to_string_lossy().into_owned();
+    let path = Path::new(&dir).join(format!("{name}.log"));
+    Stdio::from(std::fs::File::create(path).unwrap())
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -201,10 +210,11 @@ async fn main() {
 
     // Throughput: many senders at once, until Bob has seen them all.
     let messages = env_usize("XCHAT_BENCH_MESSAGES", 5000);
+    let clients = env_usize("XCHAT_BENCH_CLIENTS", 8);
     let (base, token) = (alice.base.clone(), alice.token.clone());
     let sent = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let senders: Vec<_> = (0..8)
+    let senders: Vec<_> = (0..clients)
         .map(|_| {
             let (base, token, path, sent) =
                 (base.clone(), token.clone(), send_path.clone(), Arc::clone(&sent));
@@ -310,7 +320,7 @@ async fn main() {
         ms(p99)
     );
     println!(
-        "  sustained: {messages} messages in {:.2} s = {rate:.0} messages/s (target >= 5000)",
+        "  sustained: {messages} messages from {clients} API clients in {:.2} s = {rate:.0} messages/s (target >= 5000)",
         burst.as_secs_f64()
     );
     println!(

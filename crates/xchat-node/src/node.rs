@@ -537,6 +537,8 @@ impl Runtime {
         rng: &mut UnwrapErr<OsRng>,
     ) -> Result<(), NodeError> {
         let now = now();
+        let started = std::time::Instant::now();
+        let inputs = batch.len();
         let mut done = Vec::with_capacity(batch.len());
         let mut writes = Vec::new();
         for (input, owed) in batch {
@@ -551,9 +553,17 @@ impl Runtime {
             }
             done.push((owed, answer, effects));
         }
+        let handled = started.elapsed();
         if !writes.is_empty() {
             self.store.apply(|batch| batch.write_all(&writes))?;
         }
+        tracing::trace!(
+            inputs,
+            writes = writes.len(),
+            handle_us = handled.as_micros(),
+            commit_us = (started.elapsed() - handled).as_micros(),
+            "batch committed"
+        );
         // Committed: now what was promised, then the work.
         for (owed, answer, effects) in done {
             match owed {
