@@ -219,6 +219,7 @@ fn routes() -> Vec<(&'static str, String, Option<Value>)> {
     let v = format!("/api/v1/conversations/{UNKNOWN}");
     vec![
         ("GET", "/api/v1/identity".into(), None),
+        ("GET", "/api/v1/identity/qr.svg".into(), None),
         ("GET", "/api/v1/contacts".into(), None),
         ("POST", "/api/v1/contacts".into(), Some(json!({"name": "x", "address": stranger()}))),
         ("GET", format!("{c}/safety-number"), None),
@@ -232,6 +233,7 @@ fn routes() -> Vec<(&'static str, String, Option<Value>)> {
         ("POST", format!("{v}/files?name=x.txt"), Some(json!("some bytes"))),
         ("GET", format!("{v}/files"), None),
         ("GET", format!("/api/v1/files/{UNKNOWN}"), None),
+        ("GET", format!("/api/v1/files/{UNKNOWN}/preview"), None),
         ("POST", format!("/api/v1/files/{UNKNOWN}/accept"), None),
         ("POST", format!("/api/v1/files/{UNKNOWN}/cancel"), None),
         ("POST", "/api/v1/backup".into(), Some(json!({"path": "/tmp/never-written.xbackup"}))),
