@@ -34,7 +34,7 @@ const state = {
 };
 
 const timeline = new Timeline($('timeline'), $('messages'), renderMessage, loadOlder,
-  (text) => { $('history-status').textContent = text; });
+  (text) => { $('history-status').textContent = text; }, PAGE);
 
 // ---------- small helpers ----------
 
@@ -135,7 +135,7 @@ function reloadListSoon() {
 function preview(message) {
   if (!message) return 'No messages yet';
   const prefix = message.direction === 'out' ? 'You: ' : '';
-  return prefix + (message.file ? `📎 ${message.text}` : message.text);
+  return prefix + (message.file ? `File: ${message.text}` : message.text);
 }
 
 function renderList() {
@@ -301,7 +301,7 @@ function renderMessage(message) {
   time.title = new Date(message.sent_at).toLocaleString();
   meta.append(time);
   if (message.expires_at) {
-    const left = el('span', 'expiry', `⏱ ${formatLeft(message.expires_at - Date.now())}`);
+    const left = el('span', 'expiry', `vanishes in ${formatLeft(message.expires_at - Date.now())}`);
     left.dataset.expiresAt = String(message.expires_at);
     left.title = `Vanishes at ${new Date(message.expires_at).toLocaleString()}`;
     meta.append(left);
@@ -338,7 +338,10 @@ function renderFile(message) {
     box.append(img);
   }
   const row = el('div', 'file-row');
-  row.append(el('span', 'file-icon', '📎'));
+  const icon = el('img', 'file-icon');
+  icon.src = '/assets/clip.svg';
+  icon.alt = '';
+  row.append(icon);
   const info = el('div', 'file-info');
   info.append(el('span', 'file-name', message.text));
   if (transfer) info.append(el('span', 'file-size muted', formatSize(transfer.size)));
@@ -512,13 +515,24 @@ async function deliver(entry) {
 }
 
 let flushing = false;
+let outboxRetry = null;
+let outboxDelay = 1000;
+/** Hands the outbox to the node in order; what it cannot take is retried later. */
 async function flushOutbox() {
   if (flushing) return;
   flushing = true;
+  clearTimeout(outboxRetry);
+  outboxRetry = null;
   try {
     for (const entry of state.outbox.slice()) {
-      if (!(await deliver(entry))) break;
+      if (!(await deliver(entry))) {
+        // The node is away: again later, less and less often.
+        outboxRetry = setTimeout(flushOutbox, outboxDelay);
+        outboxDelay = Math.min(outboxDelay * 2, 30000);
+        return;
+      }
     }
+    outboxDelay = 1000;
   } finally {
     flushing = false;
     renderOutbox();
@@ -868,7 +882,7 @@ function wire() {
   setInterval(() => {
     const now = Date.now();
     for (const node of document.querySelectorAll('.expiry[data-expires-at]')) {
-      node.textContent = `⏱ ${formatLeft(Number(node.dataset.expiresAt) - now)}`;
+      node.textContent = `vanishes in ${formatLeft(Number(node.dataset.expiresAt) - now)}`;
     }
   }, 1000);
 }
@@ -895,6 +909,8 @@ async function main() {
   }
   events.start();
   document.body.dataset.ready = 'true';
+  // Time to interactive, for the benchmark: ms since navigation began.
+  performance.mark('xchat-ready');
 }
 
 main();

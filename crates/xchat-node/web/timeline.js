@@ -17,9 +17,10 @@ export class Timeline {
   /**
    * `scroller` scrolls, `list` holds the message elements; `render(message)`
    * makes one element; `loadOlder(oldest)` resolves to the page before the
-   * message `oldest` (newest first) or [] when there is none.
+   * message `oldest` (newest first), of at most `pageSize` messages.
    */
-  constructor(scroller, list, render, loadOlder, onStatus) {
+  constructor(scroller, list, render, loadOlder, onStatus, pageSize) {
+    this.pageSize = pageSize;
     this.scroller = scroller;
     this.list = list;
     this.render = render;
@@ -178,6 +179,7 @@ export class Timeline {
       this.start = from;
       this.trimBottom();
     });
+    this.status();
   }
 
   slideDown() {
@@ -211,7 +213,8 @@ export class Timeline {
     this.loading = false;
     const known = new Set(this.items.map((m) => m.id));
     const older = page.filter((m) => !known.has(m.id)).reverse();
-    if (older.length === 0) this.complete = true;
+    // A short page is the last one: no request just to learn there is none.
+    if (page.length < this.pageSize || older.length === 0) this.complete = true;
     this.items.unshift(...older);
     this.start += older.length;
     this.end += older.length;

@@ -59,6 +59,16 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../../web/style.css"),
     },
     Asset {
+        name: "clip.svg",
+        media_type: "image/svg+xml",
+        body: include_bytes!("../../web/clip.svg"),
+    },
+    Asset {
+        name: "timer.svg",
+        media_type: "image/svg+xml",
+        body: include_bytes!("../../web/timer.svg"),
+    },
+    Asset {
         name: "icon.svg",
         media_type: "image/svg+xml",
         body: include_bytes!("../../web/icon.svg"),
