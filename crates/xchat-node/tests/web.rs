@@ -712,6 +712,17 @@ async fn files_images_and_vanishing_messages_go_across() {
     assert_eq!(fetched[0], json!(200));
     assert!(fetched[1].as_str().unwrap().starts_with("attachment; filename=\"report.bin\""));
     assert!(b64.decode(fetched[2].as_str().unwrap()).unwrap() == bytes, "the saved file differs");
+    // A file whose bytes are no image is never served inline.
+    let refused = browser
+        .eval(
+            &b,
+            &format!(
+                "fetch({} + '/preview').then(async (r) => [r.status, (await r.json()).error.code])",
+                json!(href)
+            ),
+        )
+        .await;
+    assert_eq!(refused, json!([415, "not_an_image"]));
     // The inline image is the very bytes Alice drew, served as an image.
     let preview = browser
         .eval(
