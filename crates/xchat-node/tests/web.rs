@@ -106,6 +106,9 @@ struct Browser {
     /// Script exceptions and CSP violations, by page session: a test ends
     /// by checking there were none.
     problems: Vec<(String, String)>,
+    /// Every console and log line, by page session, shown when a wait
+    /// gives up.
+    log: Vec<(String, String)>,
 }
 
 /// One page (tab) in a browser context of its own.
@@ -172,7 +175,7 @@ impl Browser {
         let (port, path) = (lines.next().unwrap(), lines.next().unwrap());
         let (socket, _) =
             tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}{path}")).await.unwrap();
-        Self { child, _profile: profile, socket, next_id: 0, problems: Vec::new() }
+        Self { child, _profile: profile, socket, next_id: 0, problems: Vec::new(), log: Vec::new() }
     }
 
     /// Sends one DevTools command and waits for its answer.
@@ -217,7 +220,10 @@ impl Browser {
                 self.problems.push((session, text));
             }
             Some("Log.entryAdded") => {
-                let text = event["params"]["entry"]["text"].as_str().unwrap_or("").to_owned();
+                let entry = &event["params"]["entry"];
+                let text = entry["text"].as_str().unwrap_or("").to_owned();
+                let url = entry["url"].as_str().unwrap_or("");
+                self.log.push((session.clone(), format!("{text} {url}")));
                 if text.contains("Content Security Policy") {
                     self.problems.push((session, text));
                 }
@@ -322,8 +328,14 @@ impl Browser {
             }
             if Instant::now() > deadline {
                 let shot = self.screenshot(page, &format!("failed-{}", page.name)).await;
+                let log: Vec<&str> = self
+                    .log
+                    .iter()
+                    .filter(|(session, _)| *session == page.session)
+                    .map(|(_, line)| line.as_str())
+                    .collect();
                 panic!(
-                    "{}: gave up waiting for {what} (screenshot: {})",
+                    "{}: gave up waiting for {what} (screenshot: {}); the page's log: {log:#?}",
                     page.name,
                     shot.display()
                 );
@@ -758,6 +770,10 @@ async fn files_images_and_vanishing_messages_go_across() {
     };
     browser.wait(&a, &expiring("out"), "the time left at Alice's").await;
     browser.wait(&b, &expiring("in"), "the time left at Bob's").await;
+    // Bob's view was drawn again since: the image is still shown.
+    browser
+        .wait(&b, "[...document.querySelectorAll('.message.in img.inline-image')].some(i => i.complete && i.naturalWidth === 96)", "the image to stay inline")
+        .await;
     browser.screenshot(&b, "vanishing").await;
     let gone_at = Instant::now();
     let gone = |direction: &str| format!("!({})", shows_message(direction, "this will vanish"));

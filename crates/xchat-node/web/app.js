@@ -61,6 +61,12 @@ function showError(error) {
   toast(error instanceof Error ? error.message : String(error));
 }
 
+/** For work the user did not ask for: an unreachable node is already said by the banner. */
+function quietError(error) {
+  if (error instanceof ApiError && error.status === 0) return;
+  showError(error);
+}
+
 function formatTime(ms) {
   const date = new Date(ms);
   const now = new Date();
@@ -128,7 +134,7 @@ function reloadListSoon() {
   if (listReload) return;
   listReload = setTimeout(() => {
     listReload = null;
-    reloadList().catch(showError);
+    reloadList().catch(quietError);
   }, 150);
 }
 
@@ -332,9 +338,19 @@ function renderFile(message) {
     box.append(img);
   } else if (isImage && transfer.direction === 'in' && transfer.state === 'complete') {
     const img = el('img', 'inline-image');
-    img.src = `/api/v1/files/${message.file}/preview`;
+    const url = `/api/v1/files/${message.file}/preview`;
+    img.src = url;
     img.alt = message.text;
-    img.addEventListener('error', () => img.remove());
+    // Once more a moment later (the node may still be moving the file in
+    // place); then the file card alone, with Save, remains.
+    img.addEventListener('error', () => {
+      if (img.dataset.retried) {
+        img.remove();
+        return;
+      }
+      img.dataset.retried = 'true';
+      setTimeout(() => { img.src = `${url}?again`; }, 1000);
+    });
     box.append(img);
   }
   const row = el('div', 'file-row');
@@ -421,7 +437,7 @@ async function markRead() {
     reloadListSoon();
     if (unread.some((m) => m.expires_at === null)) refreshSoon();
   } catch (error) {
-    showError(error);
+    quietError(error);
   } finally {
     reading = false;
   }
@@ -432,7 +448,7 @@ function refreshSoon() {
   if (!state.current || refreshTimer) return;
   refreshTimer = setTimeout(() => {
     refreshTimer = null;
-    refreshConversation().catch(showError);
+    refreshConversation().catch(quietError);
   }, 300);
 }
 
@@ -677,7 +693,7 @@ async function reloadAll() {
     await reloadList();
     await refreshConversation();
   } catch (error) {
-    showError(error);
+    quietError(error);
   }
 }
 
