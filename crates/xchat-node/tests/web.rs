@@ -619,6 +619,13 @@ async fn two_users_add_each_other_verify_and_chat_live() {
     browser.wait(&a, &format!("{} === 'read'", status_of("are you there?")), "read").await;
     send_text(&mut browser, &b, "oui, ça va").await;
     browser.wait(&a, &shows_message("in", "oui, ça va"), "Bob's last answer").await;
+    browser
+        .wait(
+            &a,
+            "document.querySelector('#conversations .conversation .last')?.textContent === 'oui, ça va'",
+            "the list to show the last message",
+        )
+        .await;
 
     // Screenshots: light and dark, wide and narrow.
     browser.screenshot(&a, "chat-light").await;
@@ -915,6 +922,10 @@ async fn a_long_conversation_opens_fast_and_keeps_the_dom_bounded() {
     let ready =
         browser.eval(&page, "performance.getEntriesByName('xchat-ready')[0].startTime").await;
     eprintln!("first load to interactive: {:.0} ms", ready.as_f64().unwrap());
+    let timings = browser
+        .eval(&page, "performance.getEntriesByType('resource').map(e => `${new URL(e.name).pathname} ${e.startTime.toFixed(0)}+${e.duration.toFixed(0)} ms`)")
+        .await;
+    eprintln!("where the first load's time went: {timings:#}");
     // From the click to the newest page drawn, timed in the page.
     let opened = browser
         .eval(

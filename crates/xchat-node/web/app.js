@@ -908,21 +908,13 @@ const events = new Events(onEvent, onConnection);
 async function main() {
   wire();
   try {
-    state.identity = await call('GET', '/identity');
+    // In parallel: a first load is one round trip, not two.
+    [state.identity] = await Promise.all([call('GET', '/identity'), reloadList()]);
   } catch (error) {
-    if (error.status === 401) {
-      showLogin('');
-    } else {
-      showLogin(error.message);
-    }
+    showLogin(error.status === 401 ? '' : error.message);
     return;
   }
   showApp();
-  try {
-    await reloadList();
-  } catch (error) {
-    showError(error);
-  }
   events.start();
   document.body.dataset.ready = 'true';
   // Time to interactive, for the benchmark: ms since navigation began.
