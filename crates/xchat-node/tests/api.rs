@@ -372,6 +372,11 @@ async fn login_code_works_once_and_its_cookie_authorises() {
     assert_eq!(browser.get(&path).await.error(401), "invalid_login_code");
     assert_eq!(browser.get("/login?code=abc").await.error(401), "invalid_login_code");
     assert_eq!(browser.get("/login").await.error(401), "invalid_login_code");
+    // A browser opening it is sent to the web UI, which explains.
+    let stale = browser.clone().with("accept", "text/html,application/xhtml+xml").get(&path).await;
+    assert_eq!(stale.status, 303, "{stale:?}");
+    assert_eq!(stale.header("location"), Some("/?login=failed"));
+    assert!(stale.header("set-cookie").is_none());
 
     // A new code works (once) too.
     let fresh = t.api.new_login_url().unwrap();

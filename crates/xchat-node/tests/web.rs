@@ -826,12 +826,10 @@ async fn a_missing_or_wrong_session_gets_the_login_screen_and_no_data() {
     log_in(&mut browser, &page, &alone).await;
     let other = browser.page("other").await;
     browser.goto(&other, alone.api.login_url.expose()).await;
-    assert_eq!(
-        browser.eval(&other, "document.body.textContent.includes('invalid_login_code')").await,
-        json!(true)
-    );
-    browser.goto(&other, &format!("{base}/")).await;
     browser.wait(&other, login_shown, "the login screen after a used link").await;
+    let detail = browser.eval(&other, "document.getElementById('login-detail').textContent").await;
+    assert_eq!(detail, json!("That login link was already used, or has expired."));
+    assert_eq!(browser.eval(&other, api_status).await, json!(401));
 
     // A contact whose key changed: a banner until acknowledged.
     let add = |name: &str, address: String| {

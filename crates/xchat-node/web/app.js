@@ -911,9 +911,13 @@ async function main() {
     // In parallel: a first load is one round trip, not two.
     [state.identity] = await Promise.all([call('GET', '/identity'), reloadList()]);
   } catch (error) {
-    showLogin(error.status === 401 ? '' : error.message);
+    const failed = new URLSearchParams(location.search).get('login') === 'failed';
+    showLogin(error.status !== 401 ? error.message
+      : failed ? 'That login link was already used, or has expired.' : '');
     return;
   }
+  // Logged in after all (an older session): the address bar forgets the failure.
+  if (location.search) history.replaceState(null, '', '/');
   showApp();
   events.start();
   document.body.dataset.ready = 'true';
