@@ -971,5 +971,22 @@ async fn a_long_conversation_opens_fast_and_keeps_the_dom_bounded() {
     assert!(most <= 150, "{most} messages in the DOM at once");
     assert_eq!(scrolled[1], json!(LONG_CONVERSATION), "not every message was shown: {scrolled}");
     assert_eq!(scrolled[2], json!("The beginning of the conversation."));
+    // Far up, a button leads back to the newest messages.
+    browser.wait(&page, "!document.getElementById('jump-button').hidden", "the jump button").await;
+    browser.click(&page, "#jump-button").await;
+    let newest = browser
+        .wait(
+            &page,
+            "(() => { const t = document.getElementById('timeline'); return t.scrollHeight - t.scrollTop - t.clientHeight < 48 && document.getElementById('jump-button').hidden && document.querySelectorAll('#messages li').length; })()",
+            "the newest messages again",
+        )
+        .await;
+    assert!(newest.as_u64().unwrap() <= 150, "{newest}");
+    let last = browser
+        .eval(&page, "document.querySelector('#messages li:last-child .text').textContent")
+        .await;
+    let listed =
+        browser.eval(&page, "document.querySelector('#conversations .last').textContent").await;
+    assert_eq!(format!("You: {}", last.as_str().unwrap()), listed.as_str().unwrap());
     browser.assert_clean();
 }

@@ -34,7 +34,19 @@ const state = {
 };
 
 const timeline = new Timeline($('timeline'), $('messages'), renderMessage, loadOlder,
-  (text) => { $('history-status').textContent = text; }, PAGE);
+  (text) => { $('history-status').textContent = text; }, PAGE, onPosition);
+
+/** The "jump to the newest" button: shown whenever the newest message is out of view. */
+function onPosition(atBottom, missed) {
+  const jump = $('jump-button');
+  if (atBottom) {
+    jump.hidden = true;
+    jump.textContent = '↓ Newest';
+  } else {
+    jump.hidden = false;
+    if (missed) jump.textContent = '↓ New messages';
+  }
+}
 
 // ---------- small helpers ----------
 
@@ -213,6 +225,7 @@ async function openConversation(contact) {
   $('chat').hidden = false;
   $('no-chat').hidden = true;
   timeline.clear();
+  onPosition(true, false);
   renderHeader();
   renderList();
   renderOutbox();
@@ -843,6 +856,11 @@ function wire() {
   $('back-button').addEventListener('click', closeConversation);
   $('timer').addEventListener('change', setTimer);
   $('toast-close').addEventListener('click', () => { $('toast').hidden = true; });
+  $('jump-button').addEventListener('click', () => {
+    timeline.scrollToBottom();
+    onPosition(true, false);
+    $('text').focus();
+  });
 
   const box = $('text');
   box.addEventListener('keydown', (event) => {

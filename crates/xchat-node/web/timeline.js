@@ -17,10 +17,13 @@ export class Timeline {
   /**
    * `scroller` scrolls, `list` holds the message elements; `render(message)`
    * makes one element; `loadOlder(oldest)` resolves to the page before the
-   * message `oldest` (newest first), of at most `pageSize` messages.
+   * message `oldest` (newest first), of at most `pageSize` messages;
+   * `onPosition(atBottom, missed)` says whether the newest message is in
+   * view, and whether one arrived out of view.
    */
-  constructor(scroller, list, render, loadOlder, onStatus, pageSize) {
+  constructor(scroller, list, render, loadOlder, onStatus, pageSize, onPosition) {
     this.pageSize = pageSize;
+    this.onPosition = onPosition;
     this.scroller = scroller;
     this.list = list;
     this.render = render;
@@ -98,6 +101,7 @@ export class Timeline {
     const follow = this.atBottom();
     const showing = this.end === this.items.length;
     this.items.push(message);
+    if (!follow) this.onPosition(false, true);
     if (!showing) return;
     this.list.append(this.render(message));
     this.end = this.items.length;
@@ -160,6 +164,11 @@ export class Timeline {
 
   onScroll() {
     const s = this.scroller;
+    const bottom = this.atBottom();
+    if (bottom !== this.wasAtBottom) {
+      this.wasAtBottom = bottom;
+      this.onPosition(bottom, false);
+    }
     if (s.scrollTop < EDGE_PX) {
       if (this.start > 0) {
         this.slideUp();
