@@ -363,6 +363,18 @@ impl Browser {
         self.send(Some(&page.session), "Input.insertText", json!({"text": text})).await;
     }
 
+    /// Presses a key that types nothing (Tab, Escape, Enter on a button).
+    async fn press(&mut self, page: &Page, key: &str, code: u32) {
+        for kind in ["rawKeyDown", "keyUp"] {
+            self.send(
+                Some(&page.session),
+                "Input.dispatchKeyEvent",
+                json!({"type": kind, "key": key, "code": key, "windowsVirtualKeyCode": code}),
+            )
+            .await;
+        }
+    }
+
     async fn press_enter(&mut self, page: &Page, shift: bool) {
         let modifiers = if shift { 8 } else { 0 };
         for kind in ["keyDown", "keyUp"] {
@@ -852,6 +864,36 @@ async fn a_missing_or_wrong_session_gets_the_login_screen_and_no_data() {
     browser.screenshot(&page, "key-changed").await;
     browser.click(&page, "#key-acknowledge").await;
     browser.wait(&page, "document.getElementById('key-banner').hidden", "the banner to go").await;
+
+    // Keyboard only: Tab walks the controls in reading order; Enter opens
+    // a dialog, Escape closes it and gives the focus back.
+    browser.eval(&page, "document.getElementById('me-button').focus()").await;
+    let mut walked = Vec::new();
+    for _ in 0..8 {
+        browser.press(&page, "Tab", 9).await;
+        let focused = browser
+            .eval(&page, "document.activeElement.id || document.activeElement.className")
+            .await;
+        walked.push(focused.as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        walked,
+        [
+            "add-button",
+            "conversation selected",
+            "timer",
+            "safety-button",
+            "timeline",
+            "file-input",
+            "text",
+            "send-button"
+        ]
+    );
+    browser.eval(&page, "document.getElementById('add-button').focus()").await;
+    browser.press_enter(&page, false).await;
+    browser.wait(&page, "document.getElementById('add-dialog').open && document.activeElement.id === 'add-address'", "the dialog, focused").await;
+    browser.press(&page, "Escape", 27).await;
+    browser.wait(&page, "!document.getElementById('add-dialog').open && document.activeElement.id === 'add-button'", "the dialog closed, focus back").await;
 
     // The page and its assets carry the policy that keeps them to this
     // origin, and the logged-in page runs under it without a violation.
