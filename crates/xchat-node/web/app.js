@@ -158,6 +158,9 @@ function preview(message) {
 
 function renderList() {
   const list = $('conversations');
+  // The list is drawn anew on every change: a keyboard user's focus stays
+  // on the same conversation.
+  const focused = list.contains(document.activeElement) ? document.activeElement.dataset.contact : null;
   const items = state.conversations.map((conversation) => {
     const contact = state.contacts.get(conversation.contact);
     const li = el('li');
@@ -187,6 +190,7 @@ function renderList() {
     return li;
   });
   list.replaceChildren(...items);
+  if (focused) list.querySelector(`[data-contact="${CSS.escape(focused)}"]`)?.focus();
   $('no-conversations').hidden = items.length > 0;
   const unread = state.conversations.reduce((n, c) => n + c.unread, 0);
   document.title = unread > 0 ? `(${unread}) xchat` : 'xchat';
@@ -221,6 +225,7 @@ function renderHeader() {
 async function openConversation(contact) {
   state.current = contact;
   state.transfers = new Map();
+  state.earlyStatus.clear();
   document.body.classList.add('chat-open');
   $('chat').hidden = false;
   $('no-chat').hidden = true;
@@ -445,15 +450,22 @@ async function markRead() {
       await call('POST', `/conversations/${contact}/read`, { ids: chunk.map((m) => m.id) });
       if (contact !== state.current) break;
       // The node starts their timers when read: the next load shows them.
-      for (const message of chunk) timeline.upsert({ ...message, status: 'seen' });
+      for (const message of chunk) {
+        // Unless it vanished meanwhile.
+        const shown = timeline.get(message.id);
+        if (shown) timeline.upsert({ ...shown, status: 'seen' });
+      }
     }
     reloadListSoon();
     if (unread.some((m) => m.expires_at === null)) refreshSoon();
   } catch (error) {
     quietError(error);
+    return;
   } finally {
     reading = false;
   }
+  // Messages that arrived during the request are marked now.
+  if (timeline.loaded().some((m) => m.direction === 'in' && m.status === 'unread')) markRead();
 }
 
 let refreshTimer = null;
