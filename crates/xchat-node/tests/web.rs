@@ -462,6 +462,7 @@ async fn own_address(browser: &mut Browser, page: &Page) -> String {
             "the QR code",
         )
         .await;
+    browser.screenshot(page, &format!("my-address-{}", page.name)).await;
     browser.click(page, "#me-close").await;
     address.as_str().unwrap().to_owned()
 }
@@ -683,7 +684,24 @@ async fn files_images_and_vanishing_messages_go_across() {
     OsRng.try_fill_bytes(&mut bytes).unwrap();
     let path = dir.path().join("report.bin");
     std::fs::write(&path, &bytes).unwrap();
+    // Through a slow link, so its upload's progress can be seen moving.
+    browser.send(Some(&a.session), "Network.enable", json!({})).await;
+    let throttle = |bytes_per_s: i64| json!({"offline": false, "latency": 0, "downloadThroughput": -1, "uploadThroughput": bytes_per_s});
+    browser.send(Some(&a.session), "Network.emulateNetworkConditions", throttle(200 * 1024)).await;
     browser.choose_file(&a, "#file-input", &path).await;
+    let partial = browser
+        .wait(
+            &a,
+            "(() => { const p = document.querySelector('#uploads progress'); return p && p.value > 0 && p.value < p.max && [p.value, p.max]; })()",
+            "the upload's progress",
+        )
+        .await;
+    assert_eq!(partial[1], json!(bytes.len()));
+    browser.screenshot(&a, "upload-progress").await;
+    browser.send(Some(&a.session), "Network.emulateNetworkConditions", throttle(-1)).await;
+    browser
+        .wait(&a, "document.querySelectorAll('#uploads li').length === 0", "the upload to end")
+        .await;
 
     // An image by drag and drop.
     let png = browser.eval(&a, DRAW_PNG).await;
