@@ -60,6 +60,7 @@ async fn relays(count: usize) -> Vec<Relay> {
 /// A node with its API, in a profile of its own.
 struct User {
     _home: tempfile::TempDir,
+    dir: ProfileDir,
     node: RunningNode,
     api: Api,
 }
@@ -80,7 +81,7 @@ async fn user(relays: &[Relay]) -> User {
         xchat_node::start(profile, NodeConfig { network: network(relays), stamp_bits: BITS })
             .unwrap();
     let api = api::serve(node.handle.clone(), &dir, ApiConfig::default()).await.unwrap();
-    User { _home: home, node, api }
+    User { _home: home, dir, node, api }
 }
 
 /// Two users whose nodes are on the network.
@@ -912,6 +913,26 @@ async fn a_missing_or_wrong_session_gets_the_login_screen_and_no_data() {
     browser.wait(&page, "document.getElementById('add-dialog').open && document.activeElement.id === 'add-address'", "the dialog, focused").await;
     browser.press(&page, "Escape", 27).await;
     browser.wait(&page, "!document.getElementById('add-dialog').open && document.activeElement.id === 'add-button'", "the dialog closed, focus back").await;
+
+    // The daemon restarts its API (same port, sessions forgotten): the
+    // events socket drops, the page finds its session gone and says so;
+    // the new login link brings it back.
+    let addr = alone.api.local_addr;
+    let User { _home, dir, node, api: old } = alone;
+    old.shutdown().await;
+    let api = api::serve(node.handle.clone(), &dir, ApiConfig { bind: addr, allow_remote: false })
+        .await
+        .unwrap();
+    browser
+        .wait(
+            &page,
+            "!document.getElementById('login').hidden && document.getElementById('login-detail').textContent.includes('no longer knows this session')",
+            "the login screen after the restart",
+        )
+        .await;
+    browser.goto(&page, api.login_url.expose()).await;
+    browser.wait(&page, "document.body.dataset.ready === 'true'", "the app again").await;
+    let _alone = User { _home, dir, node, api };
 
     // The page and its assets carry the policy that keeps them to this
     // origin, and the logged-in page runs under it without a violation.
