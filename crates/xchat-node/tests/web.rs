@@ -953,6 +953,26 @@ async fn a_missing_or_wrong_session_gets_the_login_screen_and_no_data() {
         assert_eq!(answer[2], json!("no-referrer"));
     }
     assert_eq!(headers[1][3], json!("text/javascript; charset=utf-8"));
+    // The policy is enforced, and this test would see a violation: an
+    // inline style and an inline script put into the page are refused.
+    let probe = browser.page("probe").await;
+    browser.goto(&probe, &format!("{base}/")).await;
+    let ran = browser
+        .eval(
+            &probe,
+            "(() => { document.body.setAttribute('style', 'color: red'); const s = document.createElement('script'); s.textContent = 'window.injected = true'; document.body.append(s); return [window.injected === true, getComputedStyle(document.body).color]; })()",
+        )
+        .await;
+    assert_eq!(ran[0], json!(false), "an inline script ran");
+    assert_ne!(ran[1], json!("rgb(255, 0, 0)"), "an inline style applied");
+    let deadline = Instant::now() + WAIT;
+    while browser.problems.iter().filter(|(session, _)| *session == probe.session).count() < 2 {
+        assert!(Instant::now() < deadline, "the CSP violations were not reported");
+        // Events arrive with answers: ask something.
+        browser.eval(&probe, "1").await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    browser.problems.retain(|(session, _)| *session != probe.session);
     // Text shown from data never becomes markup.
     browser.assert_clean();
 }
