@@ -7,6 +7,8 @@
 //!   commit per batch, then sends, answers and events.
 //! - [`courier`]: the network work behind the core's effects (presence
 //!   lookups, direct and mailbox delivery, bundles, mailboxes).
+//! - [`api`]: the local API (`docs/api.md`) and the web UI it serves
+//!   (`docs/web.md`, assets in `web/`).
 
 pub mod api;
 pub mod courier;

@@ -219,6 +219,7 @@ fn routes() -> Vec<(&'static str, String, Option<Value>)> {
     let v = format!("/api/v1/conversations/{UNKNOWN}");
     vec![
         ("GET", "/api/v1/identity".into(), None),
+        ("GET", "/api/v1/identity/qr.svg".into(), None),
         ("GET", "/api/v1/contacts".into(), None),
         ("POST", "/api/v1/contacts".into(), Some(json!({"name": "x", "address": stranger()}))),
         ("GET", format!("{c}/safety-number"), None),
@@ -232,6 +233,7 @@ fn routes() -> Vec<(&'static str, String, Option<Value>)> {
         ("POST", format!("{v}/files?name=x.txt"), Some(json!("some bytes"))),
         ("GET", format!("{v}/files"), None),
         ("GET", format!("/api/v1/files/{UNKNOWN}"), None),
+        ("GET", format!("/api/v1/files/{UNKNOWN}/preview"), None),
         ("POST", format!("/api/v1/files/{UNKNOWN}/accept"), None),
         ("POST", format!("/api/v1/files/{UNKNOWN}/cancel"), None),
         ("POST", "/api/v1/backup".into(), Some(json!({"path": "/tmp/never-written.xbackup"}))),
@@ -370,6 +372,11 @@ async fn login_code_works_once_and_its_cookie_authorises() {
     assert_eq!(browser.get(&path).await.error(401), "invalid_login_code");
     assert_eq!(browser.get("/login?code=abc").await.error(401), "invalid_login_code");
     assert_eq!(browser.get("/login").await.error(401), "invalid_login_code");
+    // A browser opening it is sent to the web UI, which explains.
+    let stale = browser.clone().with("accept", "text/html,application/xhtml+xml").get(&path).await;
+    assert_eq!(stale.status, 303, "{stale:?}");
+    assert_eq!(stale.header("location"), Some("/?login=failed"));
+    assert!(stale.header("set-cookie").is_none());
 
     // A new code works (once) too.
     let fresh = t.api.new_login_url().unwrap();

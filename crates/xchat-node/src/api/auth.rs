@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Query, Request, State};
-use axum::http::header::{AUTHORIZATION, COOKIE, HOST, LOCATION, ORIGIN, SET_COOKIE};
+use axum::http::header::{ACCEPT, AUTHORIZATION, COOKIE, HOST, LOCATION, ORIGIN, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -27,6 +27,9 @@ pub const LOGIN_CODE_LIFETIME: Duration = Duration::from_secs(10 * 60);
 pub const MAX_LOGIN_CODES: usize = 16;
 /// Sessions kept at once; the oldest are logged out first.
 pub const MAX_SESSIONS: usize = 64;
+/// Where a browser that opened an unknown, used or expired login link is
+/// sent: the web UI, which then explains.
+pub const LOGIN_FAILED_PAGE: &str = "/?login=failed";
 /// The web UI's session cookie.
 pub const SESSION_COOKIE: &str = "xchat_session";
 
@@ -267,10 +270,22 @@ pub struct LoginQuery {
 /// and sends the browser to the web UI.
 pub async fn login(
     State(state): State<super::routes::State>,
+    headers: HeaderMap,
     query: Result<Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let code = query.ok().and_then(|Query(q)| q.code).unwrap_or_default();
     if code.is_empty() || !state.gate.redeem(&code) {
+        // A person who opened a stale link in a browser gets the web UI's
+        // login screen, which says what happened; programs get the error.
+        let browser = headers
+            .get(ACCEPT)
+            .and_then(|accept| accept.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"));
+        if browser {
+            let mut response = StatusCode::SEE_OTHER.into_response();
+            response.headers_mut().insert(LOCATION, HeaderValue::from_static(LOGIN_FAILED_PAGE));
+            return response;
+        }
         return Problem::new(
             StatusCode::UNAUTHORIZED,
             "invalid_login_code",

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt as _;
 use rand_core::{OsRng, TryRngCore as _};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 use tracing::warn;
 use xchat_core::io::{Done, Input};
 use xchat_core::record::Direction;
@@ -54,6 +54,7 @@ pub(super) fn file_routes() -> axum::Router<State> {
     axum::Router::new()
         .route("/conversations/{contact}/files", get(transfers).post(upload))
         .route("/files/{file}", get(download))
+        .route("/files/{file}/preview", get(preview))
         .route("/files/{file}/accept", post(accept))
         .route("/files/{file}/cancel", post(cancel))
         .route("/backup", post(backup))
@@ -217,7 +218,97 @@ pub async fn download(
     file: Result<Path<String>, PathRejection>,
 ) -> Answer {
     let Path(file) = file?;
-    let file = file_id(&file)?;
+    let (transfer, opened, length) = open_received(&state, &file).await?;
+    let descriptor = &transfer.descriptor;
+    let content_type = HeaderValue::from_str(descriptor.media_type().as_str())
+        .unwrap_or(HeaderValue::from_static(DEFAULT_MEDIA_TYPE));
+    let headers = [
+        (header::CONTENT_TYPE, content_type),
+        (header::CONTENT_LENGTH, HeaderValue::from(length)),
+        (header::CONTENT_DISPOSITION, content_disposition(descriptor.name().as_str())),
+        // A peer chose these bytes and their media type: never let a
+        // browser run them as a page of this origin.
+        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox")),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    ];
+    Ok((headers, Body::from_stream(read_frames(opened))).into_response())
+}
+
+/// A received image's bytes, to show inline: only PNG, JPEG, GIF or WebP,
+/// told by the file's first bytes (never by the media type the sender
+/// claimed), with that type as `Content-Type`.
+#[utoipa::path(get, path = "/api/v1/files/{file}/preview", tag = "files",
+    description = "The plaintext of a received image, for an `<img>`: only when its first bytes \
+        are those of a PNG, JPEG, GIF or WebP image (SVG never: it can hold script), whatever \
+        media type the sender gave. `Content-Type` is the type its bytes show, \
+        `Content-Disposition: inline`.",
+    params(("file" = String, Path, description = "the file's id")),
+    responses(
+        (status = 200, description = "the image's bytes", content_type = "image/png", body = FileBytes),
+        (status = 400, description = "`invalid_id`", body = ErrorBody),
+        (status = 404, description = "`unknown_file`", body = ErrorBody),
+        (status = 409, description = "`transfer_state`: not complete, or sent by this device", body = ErrorBody),
+        (status = 415, description = "`not_an_image`: not a PNG, JPEG, GIF or WebP", body = ErrorBody),
+    ))]
+pub async fn preview(
+    Extract(state): Extract<State>,
+    file: Result<Path<String>, PathRejection>,
+) -> Answer {
+    let Path(file) = file?;
+    let (_, mut opened, length) = open_received(&state, &file).await?;
+    let mut head = [0u8; IMAGE_MAGIC_BYTES];
+    let mut filled = 0;
+    while filled < head.len() {
+        match opened.read(&mut head[filled..]).await.map_err(|error| io_failed(&error))? {
+            0 => break,
+            read => filled += read,
+        }
+    }
+    let Some(kind) = image_kind(&head[..filled]) else {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "not_an_image",
+            "only PNG, JPEG, GIF and WebP images are shown inline: download the file",
+        ));
+    };
+    opened.rewind().await.map_err(|error| io_failed(&error))?;
+    let headers = [
+        (header::CONTENT_TYPE, HeaderValue::from_static(kind)),
+        (header::CONTENT_LENGTH, HeaderValue::from(length)),
+        (header::CONTENT_DISPOSITION, HeaderValue::from_static("inline")),
+        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox")),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    ];
+    Ok((headers, Body::from_stream(read_frames(opened))).into_response())
+}
+
+/// Bytes read to tell an image's kind.
+const IMAGE_MAGIC_BYTES: usize = 12;
+
+/// The media type of an image whose bytes begin with `head`, for the kinds
+/// a browser decodes without running anything: PNG, JPEG, GIF, WebP.
+fn image_kind(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if head.starts_with(&[0xff, 0xd8, 0xff]) {
+        Some("image/jpeg")
+    } else if head.starts_with(b"GIF87a") || head.starts_with(b"GIF89a") {
+        Some("image/gif")
+    } else if head.len() >= 12 && head.starts_with(b"RIFF") && &head[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else {
+        None
+    }
+}
+
+/// A received, complete file, opened, with its transfer and length.
+async fn open_received(
+    state: &State,
+    file: &str,
+) -> Result<(xchat_core::transfer::TransferRecord, tokio::fs::File, u64), Problem> {
+    let file = file_id(file)?;
     let transfer = state
         .node
         .read(move |_, store| store.transfer(file))
@@ -243,20 +334,7 @@ pub async fn download(
         Err(error) => return Err(io_failed(&error)),
     };
     let length = opened.metadata().await.map_err(|error| io_failed(&error))?.len();
-    let descriptor = &transfer.descriptor;
-    let content_type = HeaderValue::from_str(descriptor.media_type().as_str())
-        .unwrap_or(HeaderValue::from_static(DEFAULT_MEDIA_TYPE));
-    let headers = [
-        (header::CONTENT_TYPE, content_type),
-        (header::CONTENT_LENGTH, HeaderValue::from(length)),
-        (header::CONTENT_DISPOSITION, content_disposition(descriptor.name().as_str())),
-        // A peer chose these bytes and their media type: never let a
-        // browser run them as a page of this origin.
-        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
-        (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox")),
-        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-    ];
-    Ok((headers, Body::from_stream(read_frames(opened))).into_response())
+    Ok((transfer, opened, length))
 }
 
 /// Writes an encrypted backup of the profile (vanishing messages left
@@ -476,6 +554,17 @@ mod tests {
             "attachment; filename=\"rapport _final_ _;.pdf\"; \
              filename*=UTF-8''rapport%20%22final%22%20%C3%A9%3B.pdf"
         );
+    }
+
+    #[test]
+    fn only_png_jpeg_gif_and_webp_are_images() {
+        assert_eq!(image_kind(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), Some("image/png"));
+        assert_eq!(image_kind(&[0xff, 0xd8, 0xff, 0xe0]), Some("image/jpeg"));
+        assert_eq!(image_kind(b"GIF89a\x01\0"), Some("image/gif"));
+        assert_eq!(image_kind(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
+        for not in [&b"<svg xmlns="[..], b"RIFF\0\0\0\0WAVE", b"\x89PN", b"", b"<html>"] {
+            assert_eq!(image_kind(not), None, "{not:?}");
+        }
     }
 
     #[test]

@@ -21,6 +21,8 @@
 //!   it) and backups.
 //! - [`events`]: the WebSocket.
 //! - [`openapi`]: the OpenAPI document, generated from the handlers.
+//! - [`web`]: the web UI's page and assets (no data: that comes from
+//!   `/api/v1/*`).
 
 pub mod auth;
 pub mod events;
@@ -29,6 +31,7 @@ pub mod openapi;
 pub mod problem;
 pub mod routes;
 pub mod schema;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -213,6 +216,7 @@ fn router(state: routes::State) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .route("/login", axum::routing::get(auth::login))
+        .merge(web::web_routes())
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .with_state(state)

@@ -20,6 +20,7 @@ use super::{events, files, problem, routes, schema};
     ),
     paths(
         routes::identity,
+        routes::identity_qr,
         routes::contacts,
         routes::add_contact,
         routes::safety_number,
@@ -35,6 +36,7 @@ use super::{events, files, problem, routes, schema};
         files::accept,
         files::cancel,
         files::download,
+        files::preview,
         files::backup,
         events::events,
     ),

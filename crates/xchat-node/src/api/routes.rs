@@ -47,6 +47,7 @@ type Answer = Result<Response, Problem>;
 pub(super) fn api_routes() -> axum::Router<State> {
     axum::Router::new()
         .route("/identity", get(identity))
+        .route("/identity/qr.svg", get(identity_qr))
         .route("/contacts", get(contacts).post(add_contact))
         .route("/contacts/{id}/safety-number", get(safety_number))
         .route("/contacts/{id}/verify", post(verify))
@@ -68,6 +69,32 @@ pub async fn identity(Extract(state): Extract<State>) -> Answer {
         peer_id: state.node.net().local_peer_id().to_string(),
     })
     .into_response())
+}
+
+/// This profile's `xchat:` link as a QR code, in SVG, for a contact's
+/// phone or camera. Drawn here so the web UI needs no script from elsewhere.
+#[utoipa::path(get, path = "/api/v1/identity/qr.svg", tag = "identity",
+    responses(
+        (status = 200, description = "an SVG image of the QR code of the profile's `xchat:` link", content_type = "image/svg+xml", body = String),
+        (status = 401, body = ErrorBody),
+    ))]
+pub async fn identity_qr(Extract(state): Extract<State>) -> Answer {
+    let uri = state.node.address().to_uri();
+    let code = qrcode::QrCode::new(uri.as_bytes()).map_err(|_| Problem::internal())?;
+    let svg = code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(240, 240)
+        .quiet_zone(true)
+        .dark_color(qrcode::render::svg::Color("#000000"))
+        .light_color(qrcode::render::svg::Color("#ffffff"))
+        .build();
+    let headers = [
+        (axum::http::header::CONTENT_TYPE, "image/svg+xml"),
+        (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (axum::http::header::CONTENT_SECURITY_POLICY, "default-src 'none'; sandbox"),
+        (axum::http::header::CACHE_CONTROL, "no-store"),
+    ];
+    Ok((headers, svg).into_response())
 }
 
 /// Every contact, by name.
@@ -96,8 +123,19 @@ pub async fn add_contact(
     body: Result<Json<NewContact>, JsonRejection>,
 ) -> Answer {
     let Json(body) = body?;
-    let address = Address::parse(body.address.trim()).map_err(|_| {
-        Problem::bad_request("invalid_address", "this is not an xchat address (xchat1...)")
+    // An address as typed, or the `xchat:` link a contact shared (its QR
+    // code holds one).
+    let typed = body.address.trim();
+    let address = if typed.starts_with("xchat:") {
+        Address::parse_uri(typed).map(|uri| *uri.address()).ok()
+    } else {
+        Address::parse(typed).ok()
+    }
+    .ok_or_else(|| {
+        Problem::bad_request(
+            "invalid_address",
+            "this is not an xchat address (xchat1...) or link (xchat:xchat1...)",
+        )
     })?;
     match state.node.command(Input::ContactAdded { name: body.name, address }).await? {
         Done::Contact(added) => {
