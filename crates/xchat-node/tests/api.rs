@@ -361,7 +361,8 @@ async fn login_code_works_once_and_its_cookie_authorises() {
         assert!(cookie.contains(attribute), "{cookie}");
     }
     let session = cookie.split(';').next().unwrap().to_owned();
-    assert!(session.starts_with("xchat_session="), "{cookie}");
+    let name = format!("xchat_session_{}=", t.api.local_addr.port());
+    assert!(session.starts_with(&name), "{cookie}");
 
     let with_cookie = browser.clone().with("cookie", &session);
     let identity = with_cookie.get("/api/v1/identity").await;

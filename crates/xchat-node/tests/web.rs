@@ -2,9 +2,8 @@
 //! The web UI in a real browser: headless Chromium, driven over the Chrome
 //! DevTools Protocol, in front of real nodes and relays on loopback.
 //!
-//! Each user gets a browser context of their own (cookies are not kept
-//! apart by port, so two users in one context would share one session
-//! cookie). Everything the tests do goes through the page, as a person
+//! Each user gets a browser context of their own, as two people on two
+//! machines would have. Everything the tests do goes through the page, as a person
 //! would: clicks, typed keys, the file picker, a dropped file. Every wait
 //! is a poll with a deadline. Screenshots of the main screens go to
 //! `target/screenshots/`.
@@ -848,7 +847,11 @@ async fn a_missing_or_wrong_session_gets_the_login_screen_and_no_data() {
     browser.screenshot(&page, "login").await;
 
     // A made-up session cookie.
-    browser.eval(&page, "document.cookie = 'xchat_session=' + '0'.repeat(64) + '; path=/'").await;
+    let made_up = format!(
+        "document.cookie = 'xchat_session_{}=' + '0'.repeat(64) + '; path=/'",
+        alone.api.local_addr.port()
+    );
+    browser.eval(&page, &made_up).await;
     browser.goto(&page, &format!("{base}/?again")).await;
     browser.wait(&page, login_shown, "the login screen with a wrong session").await;
     assert_eq!(browser.eval(&page, api_status).await, json!(401));

@@ -30,8 +30,16 @@ pub const MAX_SESSIONS: usize = 64;
 /// Where a browser that opened an unknown, used or expired login link is
 /// sent: the web UI, which then explains.
 pub const LOGIN_FAILED_PAGE: &str = "/?login=failed";
-/// The web UI's session cookie.
+/// The web UI's session cookie's name, before the API's port: cookies
+/// ignore the port, so each node on one machine (`xchat demo`'s Alice and
+/// Bob, say) needs its own name, or logging in to one would log the same
+/// browser out of the other.
 pub const SESSION_COOKIE: &str = "xchat_session";
+
+/// The session cookie's name of the API listening on `port`.
+pub fn session_cookie(port: u16) -> String {
+    format!("{SESSION_COOKIE}_{port}")
+}
 
 /// A random secret as lowercase hex: the API token, a login code or a
 /// session. Compared in constant time; its `Debug` redacts.
@@ -97,6 +105,11 @@ pub struct Gate {
 }
 
 impl Gate {
+    /// This server's session cookie's name ([`session_cookie`]).
+    pub fn session_cookie(&self) -> String {
+        session_cookie(self.addr.port())
+    }
+
     /// The gate of a server at `addr` with `token`.
     pub fn new(token: ApiToken, addr: SocketAddr) -> Self {
         let port = addr.port();
@@ -185,12 +198,13 @@ impl Gate {
         if bearer {
             return true;
         }
+        let name = session_cookie(self.addr.port());
         let cookies: Vec<&str> = headers
             .get_all(COOKIE)
             .iter()
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(';'))
-            .filter_map(|pair| pair.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='))
+            .filter_map(|pair| pair.trim().strip_prefix(name.as_str())?.strip_prefix('='))
             .collect();
         if cookies.is_empty() {
             return false;
@@ -297,8 +311,11 @@ pub async fn login(
         Ok(session) => session,
         Err(_) => return Problem::internal().into_response(),
     };
-    let cookie =
-        format!("{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/", session.expose());
+    let cookie = format!(
+        "{}={}; HttpOnly; SameSite=Strict; Path=/",
+        state.gate.session_cookie(),
+        session.expose()
+    );
     let Ok(cookie) = HeaderValue::from_str(&cookie) else {
         return Problem::internal().into_response();
     };
@@ -399,8 +416,13 @@ mod tests {
         assert!(!gate.authorised(&headers(&[("authorization", "Bearer 00")])));
         assert!(!gate.authorised(&headers(&[("authorization", &token)])));
         let session = gate.new_session().unwrap();
-        let cookie = format!("a=b; {SESSION_COOKIE}={}", session.expose());
+        let cookie = format!("a=b; {}={}", gate.session_cookie(), session.expose());
         assert!(gate.authorised(&headers(&[("cookie", &cookie)])));
-        assert!(!gate.authorised(&headers(&[("cookie", "xchat_session=00")])));
+        let (name, other) = (gate.session_cookie(), session_cookie(gate.addr.port() ^ 1));
+        assert!(!gate.authorised(&headers(&[("cookie", &format!("{name}=00"))])));
+        // Another node's cookie, even with this one's session, is not this
+        // one's.
+        let elsewhere = format!("{other}={}", session.expose());
+        assert!(!gate.authorised(&headers(&[("cookie", &elsewhere)])));
     }
 }

@@ -6,7 +6,7 @@
 //! - whoever can read the profile's token file (mode 0600, a new random
 //!   token at each start) and sends it as `Authorization: Bearer <token>`;
 //! - a browser that opened the one-time login URL the daemon printed, and
-//!   got the `xchat_session` cookie (HttpOnly, SameSite=Strict).
+//!   got the `xchat_session_<port>` cookie (HttpOnly, SameSite=Strict).
 //!
 //! Every request's `Host` must name this server (a DNS-rebinding page's
 //! requests name the attacker's domain) and its `Origin`, when there is one,

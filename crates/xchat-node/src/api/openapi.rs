@@ -15,7 +15,8 @@ use super::{events, files, problem, routes, schema};
         title = "xchat local API",
         description = "The local API of the xchat daemon: loopback only by default. Every \
             /api/v1 request carries the bearer token from the profile's api.token file, or the \
-            web UI's xchat_session cookie. See docs/api.md.",
+            web UI's session cookie, xchat_session_<port> (the port the API listens on). See \
+            docs/api.md.",
         license(name = "AGPL-3.0-or-later"),
     ),
     paths(
@@ -57,7 +58,11 @@ impl Modify for Security {
         );
         components.add_security_scheme(
             "session",
-            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(super::auth::SESSION_COOKIE))),
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                format!("{}_<port>", super::auth::SESSION_COOKIE),
+                "the web UI's session, from the one-time login link; named after the API's port"
+                    .to_owned(),
+            ))),
         );
     }
 }
