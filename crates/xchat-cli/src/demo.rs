@@ -381,13 +381,84 @@ async fn script(home: &Path, exit: bool) -> Result<(), Failure> {
     }
     ok("gone from both devices' databases");
 
+    step(8, "The web UI");
+    let mut apis = Vec::new();
+    for person in [&alice, &bob] {
+        let api = xchat_node::api::serve(
+            person.handle().clone(),
+            &person.dir,
+            xchat_node::api::ApiConfig::default(),
+        )
+        .await
+        .map_err(|e| Failure::new(format!("{}'s API: {e}", person.name)))?;
+        let address = person.handle().address().to_string();
+        let login = api.login_url.clone();
+        within("the web UI", async move {
+            tokio::task::spawn_blocking(move || check_web_ui(login.expose(), &address))
+                .await
+                .map_err(|_| Failure::new("the web UI check failed"))?
+        })
+        .await?;
+        apis.push((person.name, api));
+    }
+    ok("each node serves the web UI on 127.0.0.1; its one-time login link opens a session");
+
     println!();
     say("Every step was verified.");
     if !exit {
+        say("");
+        say("Open Alice's and Bob's web UI in a browser (one-time links, valid 10 minutes):");
+        for (name, api) in &apis {
+            let url = api.new_login_url().map_err(|e| Failure::new(e.to_string()))?;
+            say(&format!("   {name:<5}  {}", url.expose()));
+        }
         say("The nodes keep running; Ctrl-C stops them.");
         crate::profile::shutdown_signal().await;
     }
+    for (_, api) in apis {
+        api.shutdown().await;
+    }
     stop(alice).await?;
     stop(bob).await?;
+    Ok(())
+}
+
+/// What a browser does with a login link, checked: the page loads, the
+/// link gives a session cookie, and the cookie reads the node's identity.
+/// The link is spent afterwards.
+fn check_web_ui(login: &str, address: &str) -> Result<(), Failure> {
+    let failed = |what: &str| Failure::new(format!("the web UI: {what}"));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(STEP_TIMEOUT))
+        .build()
+        .into();
+    let base = login.split("/login").next().unwrap_or(login);
+    let page = agent.get(format!("{base}/")).call().map_err(|e| failed(&e.to_string()))?;
+    let html =
+        page.headers().get("content-type").is_some_and(|t| t.as_bytes().starts_with(b"text/html"));
+    let csp = page.headers().contains_key("content-security-policy");
+    if page.status() != 200 || !html || !csp {
+        return Err(failed("the page is not served as HTML with its policy"));
+    }
+    let opened = agent.get(login).call().map_err(|e| failed(&e.to_string()))?;
+    let cookie = opened
+        .headers()
+        .get("set-cookie")
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .ok_or_else(|| failed("the login link gave no session"))?
+        .to_owned();
+    let mut identity = agent
+        .get(format!("{base}/api/v1/identity"))
+        .header("cookie", &cookie)
+        .call()
+        .map_err(|e| failed(&e.to_string()))?;
+    let identity: serde_json::Value =
+        identity.body_mut().read_json().map_err(|_| failed("the session reads nothing"))?;
+    if identity["address"] != address {
+        return Err(failed("the session does not read this node"));
+    }
     Ok(())
 }
