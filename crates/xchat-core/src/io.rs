@@ -130,6 +130,10 @@ pub enum Input {
     SendFailed {
         /// The entry.
         entry: OutboxId,
+        /// The route that failed: only a failed direct send says the
+        /// device is not reachable directly (a mailbox failure says
+        /// something about the mailbox nodes only).
+        route: Route,
     },
     /// The network fetched this device's mailbox of `epoch` (asked by
     /// `Effect::FetchMailbox`): each item is an envelope, untrusted, with

@@ -133,6 +133,12 @@ pub struct Messenger {
     peers: BTreeMap<[u8; 32], BTreeMap<DeviceId, PeerDevice>>,
     timers: BTreeMap<ContactId, VanishingTimer>,
     outbox: BTreeMap<OutboxId, OutboxEntry>,
+    /// Outbox entries whose last attempt was a mailbox store that failed:
+    /// their next attempt goes direct, whatever is believed about the
+    /// device (with no mailbox node around, on a LAN say, direct is the
+    /// only way left). Not persisted: a restart starts from the usual
+    /// routes.
+    mailbox_failed: BTreeSet<OutboxId>,
     waiting: BTreeMap<MessageId, Waiting>,
     refetch_at: BTreeMap<ContactId, UnixMillis>,
     sent: BTreeMap<MessageId, ContactId>,
@@ -203,6 +209,7 @@ impl Messenger {
             peers,
             timers: state.conversations.iter().map(|c| (c.contact, c.timer)).collect(),
             outbox: state.outbox.into_iter().map(|e| (e.id, e)).collect(),
+            mailbox_failed: BTreeSet::new(),
             waiting: state.waiting.into_iter().map(|w| (w.message, w)).collect(),
             refetch_at: BTreeMap::new(),
             sent: state.sent.into_iter().collect(),
@@ -396,10 +403,15 @@ impl Messenger {
             Input::SendAcknowledged { entry, route } => {
                 self.acknowledged(entry, route, now, &mut out);
             }
-            Input::SendFailed { entry } => {
-                // The retry is already scheduled; a device that failed is
-                // not reachable directly.
-                if let Some(entry) = self.outbox.get(&entry) {
+            Input::SendFailed { entry, route } => {
+                // The retry is already scheduled; a device that failed
+                // directly is not reachable directly.
+                if route == Route::Mailbox && self.outbox.contains_key(&entry) {
+                    self.mailbox_failed.insert(entry);
+                }
+                if route == Route::Direct
+                    && let Some(entry) = self.outbox.get(&entry)
+                {
                     let (identity, device) = (entry.identity, entry.device);
                     if let Some(peer) = self.peer_mut(&identity, device) {
                         peer.reachable = false;
@@ -929,6 +941,7 @@ impl Messenger {
         for id in due {
             let Some(mut entry) = self.outbox.remove(&id) else { continue };
             if retry::expired(entry.queued_at, now) {
+                self.mailbox_failed.remove(&id);
                 out.push(Effect::Write(Write::DeleteOutbox(id)));
                 if entry.awaits == Awaits::Receipt && entry.reached.is_none() {
                     self.fail(entry.message, FailReason::Undeliverable, out);
@@ -940,7 +953,11 @@ impl Messenger {
                 .get(&entry.identity.to_bytes())
                 .and_then(|d| d.get(&entry.device))
                 .is_some_and(|p| p.reachable);
-            let route = retry::retry_route(entry.attempts, reachable, entry.mailbox_at, now);
+            let route = if self.mailbox_failed.remove(&id) {
+                Some(Route::Direct)
+            } else {
+                retry::retry_route(entry.attempts, reachable, entry.mailbox_at, now)
+            };
             entry.next_attempt_at = retry::next_attempt(entry.attempts, now, rng);
             entry.attempts = entry.attempts.saturating_add(1);
             out.push(Effect::Write(Write::Outbox(entry.clone())));
@@ -970,6 +987,7 @@ impl Messenger {
 
     fn acknowledged(&mut self, id: OutboxId, route: Route, now: UnixMillis, out: &mut Vec<Effect>) {
         let Some(entry) = self.outbox.get_mut(&id) else { return };
+        self.mailbox_failed.remove(&id);
         if entry.awaits == Awaits::Transport {
             self.outbox.remove(&id);
             out.push(Effect::Write(Write::DeleteOutbox(id)));
@@ -1362,6 +1380,7 @@ impl Messenger {
                 .collect();
             for entry in done {
                 self.outbox.remove(&entry);
+                self.mailbox_failed.remove(&entry);
                 out.push(Effect::Write(Write::DeleteOutbox(entry)));
             }
             let status = match receipt.kind() {

@@ -14,6 +14,7 @@ use xchat_core::contact::ContactId;
 use xchat_core::io::{CommandError, Done, Event, FetchFile, Refusal, Write};
 use xchat_core::messenger::State;
 use xchat_core::record::Status;
+use xchat_core::retry::Route;
 use xchat_core::time::UnixMillis;
 use xchat_core::transfer::{TransferFailure, TransferState};
 use xchat_core::{Effect, Input, Messenger};
@@ -121,7 +122,7 @@ impl Net {
                         follow_ups
                             .push(Input::SendAcknowledged { entry: send.entry, route: send.route });
                     } else {
-                        follow_ups.push(Input::SendFailed { entry: send.entry });
+                        follow_ups.push(Input::SendFailed { entry: send.entry, route: send.route });
                     }
                 }
                 Effect::FetchBundles { identity } => {
@@ -319,6 +320,69 @@ fn an_offline_recipient_gets_every_message_exactly_once_after_retries() {
         assert_eq!(net.status_of(0, id), Some(Status::Delivered));
     }
     assert_eq!(net.nodes[0].messenger.outbox_len(), 0);
+}
+
+#[test]
+fn only_a_failed_direct_send_makes_a_device_unreachable_directly() {
+    let mut net = Net::new();
+    let (bob, _) = net.add_each_other();
+    net.send(0, bob, "warm-up");
+    net.deliver_all();
+    let identity = *net.nodes[1].messenger.identity().signing_key();
+    let device = net.nodes[1].messenger.device().device_id();
+    net.input(0, Input::DeviceReachable { identity, device, reachable: true });
+    let reachable = |net: &Net| {
+        let mut devices = net.nodes[0].messenger.peer_devices();
+        devices.find(|(i, d, _)| *i == identity && *d == device).unwrap().2
+    };
+    let effects = net.nodes[0].messenger.handle(
+        net.now,
+        Input::TextSent { contact: bob, text: "hello".into() },
+        &mut net.rng,
+    );
+    let entry = effects
+        .iter()
+        .find_map(|e| if let Effect::Send(send) = e { Some(send.entry) } else { None })
+        .unwrap();
+    // Mailbox nodes that fail say nothing about the device itself.
+    let failed = Input::SendFailed { entry, route: Route::Mailbox };
+    net.nodes[0].messenger.handle(net.now, failed, &mut net.rng);
+    assert!(reachable(&net), "a mailbox failure made the device unreachable");
+    let failed = Input::SendFailed { entry, route: Route::Direct };
+    net.nodes[0].messenger.handle(net.now, failed, &mut net.rng);
+    assert!(!reachable(&net));
+}
+
+#[test]
+fn after_a_failed_mailbox_store_the_retry_goes_direct() {
+    // No mailbox node anywhere (two devices on a LAN): a device believed
+    // unreachable is still tried directly after its mailbox store fails.
+    let mut net = Net::new();
+    let (bob, _) = net.add_each_other();
+    net.send(0, bob, "warm-up");
+    net.deliver_all();
+    let identity = *net.nodes[1].messenger.identity().signing_key();
+    let device = net.nodes[1].messenger.device().device_id();
+    net.input(0, Input::DeviceReachable { identity, device, reachable: false });
+    let effects = net.nodes[0].messenger.handle(
+        net.now,
+        Input::TextSent { contact: bob, text: "over the LAN".into() },
+        &mut net.rng,
+    );
+    let send = effects
+        .into_iter()
+        .find_map(|e| if let Effect::Send(send) = e { Some(send) } else { None })
+        .unwrap();
+    assert_eq!(send.route, Route::Mailbox);
+    let failed = Input::SendFailed { entry: send.entry, route: Route::Mailbox };
+    net.nodes[0].messenger.handle(net.now, failed, &mut net.rng);
+    net.now = net.now.saturating_add(Duration::from_secs(60));
+    let effects = net.nodes[0].messenger.handle(net.now, Input::TimePassed, &mut net.rng);
+    let retry = effects
+        .into_iter()
+        .find_map(|e| if let Effect::Send(send) = e { Some(send) } else { None })
+        .expect("a retry");
+    assert_eq!((retry.entry, retry.route), (send.entry, Route::Direct));
 }
 
 #[test]

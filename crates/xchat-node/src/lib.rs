@@ -11,6 +11,7 @@
 //!   (`docs/web.md`, assets in `web/`).
 
 pub mod api;
+pub mod commit;
 pub mod courier;
 pub mod files;
 pub mod mailboxes;

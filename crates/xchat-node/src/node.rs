@@ -3,13 +3,16 @@
 //! Inputs come from the local API (commands), the network (envelopes,
 //! peers), the node's own network work (sends acknowledged or failed,
 //! bundles and mailboxes fetched) and time. They are taken in batches of up
-//! to [`GROUP_COMMIT_MAX`]: each input is handled in order, every write of
-//! the batch is committed in one transaction, and only then are envelopes
-//! acknowledged to their senders, answers given, the UI told and
-//! envelopes sent. A crash before the commit loses nothing that was
-//! acknowledged; a crash after it repeats at most some sends, which the
-//! recipients' deduplication absorbs.
+//! to [`GROUP_COMMIT_MAX`]: each input is handled in order, the batch's
+//! writes go to the committer thread ([`crate::commit`]), and only once
+//! they are committed are envelopes acknowledged to their senders, answers
+//! given, the UI told and envelopes sent. While the disk works the node
+//! handles the next batches (at most [`MAX_COMMITS_IN_FLIGHT`] wait), whose
+//! writes are committed after, in order. A crash before a commit loses
+//! nothing that was acknowledged; a crash after it repeats at most some
+//! sends, which the recipients' deduplication absorbs.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,10 +29,15 @@ use xchat_net::file::{FileRegistry, ServedFile};
 use xchat_net::{InboundDelivery, Multiaddr, Network, NetworkHandle, PeerId};
 use xchat_store::{Store, StoreError};
 
+use crate::commit::{Committed, Committer};
 use crate::courier::{Courier, MAILBOX_STAMP_BITS};
 use crate::profile::{Profile, ProfileError};
 
-/// Most inputs committed in one transaction.
+/// Most batches handled and not yet committed: past this the node waits
+/// for the disk before taking more inputs.
+pub const MAX_COMMITS_IN_FLIGHT: usize = 8;
+/// Most inputs handled in one batch (the committer may merge several
+/// batches into one transaction: `commit::MAX_MERGED_WRITES`).
 pub const GROUP_COMMIT_MAX: usize = 256;
 /// Commands from the API waiting for the node.
 pub const COMMAND_QUEUE_LEN: usize = 1024;
@@ -320,7 +328,8 @@ pub fn start(profile: Profile, config: NodeConfig) -> Result<RunningNode, NodeEr
         files: files.clone(),
         registry: registry.clone(),
         messenger,
-        store,
+        committer: Committer::start(store, MAX_COMMITS_IN_FLIGHT)
+            .map_err(|e| NodeError::File(format!("cannot start the committer: {e}")))?,
         identity,
         courier: Arc::new(Courier::new(net.clone(), config.stamp_bits)),
         internal,
@@ -369,8 +378,37 @@ enum Owed {
     Acknowledgement(InboundDelivery),
 }
 
+/// One input's due after its batch's commit.
+struct Outcome {
+    owed: Owed,
+    answer: Option<Result<Done, CommandError>>,
+    effects: Vec<Effect>,
+}
+
+/// A batch handled, waiting for its commit (none when it wrote nothing;
+/// it is still released only after the batches before it).
+struct Pending {
+    committed: Option<Committed>,
+    outcomes: Vec<Outcome>,
+}
+
+/// Waits for the oldest batch in flight to be committed. Cancel-safe: the
+/// receiver is polled by reference and stays in the queue.
+async fn first_committed(pending: &mut VecDeque<Pending>) -> Result<(), NodeError> {
+    let Some(front) = pending.front_mut() else { return Ok(()) };
+    match front.committed.as_mut() {
+        None => Ok(()),
+        Some(committed) => match committed.await {
+            Ok(result) => result.map_err(NodeError::from),
+            // The committer stopped after an earlier batch failed.
+            Err(_) => Err(NodeError::Stopped),
+        },
+    }
+}
+
 /// One turn's first piece of work.
 enum Work {
+    Committed(Result<(), NodeError>),
     Command(Command),
     Internal(Input),
     Net(xchat_net::Event),
@@ -381,7 +419,8 @@ enum Work {
 
 struct Runtime {
     messenger: Messenger,
-    store: Store,
+    /// The store, behind its committer thread.
+    committer: Committer,
     /// The identity's secret, for signing presence records.
     identity: Identity,
     files: std::path::PathBuf,
@@ -408,16 +447,24 @@ impl Runtime {
         tokio::pin!(grace);
         let mut rng = UnwrapErr(OsRng);
         let mut stopping = None;
+        // Batches handled, in order, waiting for their commits.
+        let mut pending: VecDeque<Pending> = VecDeque::new();
         loop {
             let due = self.deadline();
+            // With too many batches in flight, only commits are awaited:
+            // the queues in front of the node fill and push back.
+            let room = pending.len() < MAX_COMMITS_IN_FLIGHT;
             let work = tokio::select! {
-                command = commands.recv() => command.map_or(Work::Stop, Work::Command),
-                Some(input) = internal.recv() => Work::Internal(input),
-                event = net_events.recv() => match event {
+                committed = first_committed(&mut pending), if !pending.is_empty() => {
+                    Work::Committed(committed)
+                }
+                command = commands.recv(), if room => command.map_or(Work::Stop, Work::Command),
+                Some(input) = internal.recv(), if room => Work::Internal(input),
+                event = net_events.recv(), if room => match event {
                     Some(event) => Work::Net(event),
                     None => return Err(NodeError::Network("the network stopped".into())),
                 },
-                () = sleep_until(due) => Work::Tick,
+                () = sleep_until(due), if room => Work::Tick,
                 () = &mut grace, if !self.ready => {
                     self.ready = true;
                     continue;
@@ -428,6 +475,13 @@ impl Runtime {
             let mut after: Vec<Command> = Vec::new();
             match work {
                 Work::Stop => break,
+                Work::Committed(committed) => {
+                    committed?;
+                    if let Some(front) = pending.pop_front() {
+                        self.release(front.outcomes);
+                    }
+                    continue;
+                }
                 Work::Tick => batch.push((Input::TimePassed, Owed::Nothing)),
                 Work::Sweep => {
                     self.sweep();
@@ -451,13 +505,19 @@ impl Runtime {
                 }
             }
             if !batch.is_empty() {
-                self.handle_batch(batch, &mut rng)?;
+                let handled = self.handle_batch(batch, &mut rng);
+                if handled.committed.is_none() && pending.is_empty() {
+                    // Nothing to commit and nothing before it: due now.
+                    self.release(handled.outcomes);
+                } else {
+                    pending.push_back(handled);
+                }
             }
             for command in after {
                 match command {
-                    Command::Read(read) => read(&self.messenger, &self.store),
+                    Command::Read(read) => read(&self.messenger, &self.committer.store()),
                     Command::Backup((path, reply)) => {
-                        let _ = reply.send(self.store.export_backup(&path, &mut rng));
+                        let _ = reply.send(self.committer.store().export_backup(&path, &mut rng));
                     }
                     Command::Shutdown(done) => stopping = Some(done),
                     Command::Input { .. } => {}
@@ -468,8 +528,16 @@ impl Runtime {
             }
         }
         info!("node stopping");
-        self.store.checkpoint()?;
-        drop(self.store);
+        // What was handled is committed and carried out before the end.
+        while !pending.is_empty() {
+            first_committed(&mut pending).await?;
+            if let Some(front) = pending.pop_front() {
+                self.release(front.outcomes);
+            }
+        }
+        self.committer.finish();
+        self.committer.store().checkpoint()?;
+        drop(self.committer);
         if let Some(done) = stopping {
             let _ = done.send(());
         }
@@ -508,6 +576,7 @@ impl Runtime {
                 }
             }
             xchat_net::Event::PeerConnected { peer } => {
+                debug!(%peer, device = self.courier.device_of(&peer).is_some(), "peer connected");
                 if !self.ready {
                     self.ready = true;
                     self.sweep();
@@ -520,6 +589,7 @@ impl Runtime {
                 }
             }
             xchat_net::Event::PeerDisconnected { peer } => {
+                debug!(%peer, device = self.courier.device_of(&peer).is_some(), "peer disconnected");
                 if let Some((identity, device)) = self.courier.device_of(&peer) {
                     batch.push((
                         Input::DeviceReachable { identity, device, reachable: false },
@@ -531,15 +601,14 @@ impl Runtime {
         }
     }
 
-    fn handle_batch(
-        &mut self,
-        batch: Vec<(Input, Owed)>,
-        rng: &mut UnwrapErr<OsRng>,
-    ) -> Result<(), NodeError> {
+    /// Handles `batch` in order and hands its writes to the committer;
+    /// what each input owes waits in the returned [`Pending`] for the
+    /// commit.
+    fn handle_batch(&mut self, batch: Vec<(Input, Owed)>, rng: &mut UnwrapErr<OsRng>) -> Pending {
         let now = now();
         let started = std::time::Instant::now();
         let inputs = batch.len();
-        let mut done = Vec::with_capacity(batch.len());
+        let mut outcomes = Vec::with_capacity(batch.len());
         let mut writes = Vec::new();
         for (input, owed) in batch {
             let mut answer = None;
@@ -551,21 +620,21 @@ impl Runtime {
                     other => effects.push(other),
                 }
             }
-            done.push((owed, answer, effects));
-        }
-        let handled = started.elapsed();
-        if !writes.is_empty() {
-            self.store.apply(|batch| batch.write_all(&writes))?;
+            outcomes.push(Outcome { owed, answer, effects });
         }
         tracing::trace!(
             inputs,
             writes = writes.len(),
-            handle_us = handled.as_micros(),
-            commit_us = (started.elapsed() - handled).as_micros(),
-            "batch committed"
+            handle_us = started.elapsed().as_micros(),
+            "batch handled"
         );
-        // Committed: now what was promised, then the work.
-        for (owed, answer, effects) in done {
+        let committed = (!writes.is_empty()).then(|| self.committer.submit(writes));
+        Pending { committed, outcomes }
+    }
+
+    /// A batch is committed: now what was promised, then the work.
+    fn release(&mut self, outcomes: Vec<Outcome>) {
+        for Outcome { owed, answer, effects } in outcomes {
             match owed {
                 Owed::Nothing => {}
                 Owed::Answer(reply) => {
@@ -580,7 +649,6 @@ impl Runtime {
                 self.carry_out(effect);
             }
         }
-        Ok(())
     }
 
     fn carry_out(&mut self, effect: Effect) {
@@ -595,7 +663,7 @@ impl Runtime {
                     Ok(()) => Input::SendAcknowledged { entry: send.entry, route: send.route },
                     Err(error) => {
                         debug!(%error, route = ?send.route, "send failed");
-                        Input::SendFailed { entry: send.entry }
+                        Input::SendFailed { entry: send.entry, route: send.route }
                     }
                 };
                 Some(vec![input])

@@ -139,7 +139,7 @@ impl std::fmt::Debug for Keys {
 enum Item {
     Deliver { from: usize, to: usize, route: Route, envelope: Vec<u8>, seq: u64 },
     Acknowledged { node: usize, entry: OutboxId, route: Route },
-    Failed { node: usize, entry: OutboxId },
+    Failed { node: usize, entry: OutboxId, route: Route },
     Bundles { node: usize, identity: VerifyingKey, records: Vec<Vec<u8>> },
     Heal,
 }
@@ -639,9 +639,9 @@ impl Sim {
                     self.input(node, Input::SendAcknowledged { entry, route });
                 }
             }
-            Item::Failed { node, entry } => {
+            Item::Failed { node, entry, route } => {
                 if self.nodes[node].online {
-                    self.input(node, Input::SendFailed { entry });
+                    self.input(node, Input::SendFailed { entry, route });
                 }
             }
             Item::Bundles { node, identity, records } => {
@@ -660,7 +660,7 @@ impl Sim {
     fn send(&mut self, from: usize, send: xchat_core::io::Send) {
         self.stats.sent += 1;
         let Some(to) = self.index_of(&send.identity) else {
-            return self.fail(from, send.entry);
+            return self.fail(from, send.entry, send.route);
         };
         let reachable = match send.route {
             Route::Direct => self.can_reach(from, to),
@@ -668,11 +668,11 @@ impl Sim {
         };
         if !reachable {
             self.stats.unreachable += 1;
-            return self.fail(from, send.entry);
+            return self.fail(from, send.entry, send.route);
         }
         if self.chance(self.config.loss) {
             self.stats.lost += 1;
-            return self.fail(from, send.entry);
+            return self.fail(from, send.entry, send.route);
         }
         let arrives = self.delay();
         let seq = self.stats.sent;
@@ -690,9 +690,9 @@ impl Sim {
         );
     }
 
-    fn fail(&mut self, from: usize, entry: OutboxId) {
+    fn fail(&mut self, from: usize, entry: OutboxId, route: Route) {
         let at = self.delay();
-        self.schedule(at, Item::Failed { node: from, entry });
+        self.schedule(at, Item::Failed { node: from, entry, route });
     }
 
     fn index_of(&self, identity: &VerifyingKey) -> Option<usize> {
