@@ -993,8 +993,13 @@ impl Messenger {
             out.push(Effect::Write(Write::DeleteOutbox(id)));
             return;
         }
-        if route == Route::Mailbox {
-            entry.mailbox_at = Some(now);
+        match route {
+            Route::Mailbox => entry.mailbox_at = Some(now),
+            // The device has it: its receipt will come.
+            Route::Direct => {
+                let patience = now.saturating_add(retry::RECEIPT_PATIENCE);
+                entry.next_attempt_at = entry.next_attempt_at.max(patience);
+            }
         }
         // A message stays in the outbox until its delivery receipt; the
         // network's acknowledgement only tells the user how far it got.

@@ -38,6 +38,14 @@ pub enum Route {
 /// (7 days), so a message still unacknowledged is stored again after this.
 pub const MAILBOX_REFRESH: Duration = Duration::from_secs(3 * 24 * 60 * 60);
 
+/// How long a sender waits for a delivery receipt once the device itself
+/// acknowledged the envelope before sending it again. The device
+/// acknowledges only after committing what the envelope caused, and its
+/// receipt is in its own outbox, retried until the network takes it: a
+/// resend before this is a duplicate the device refuses, and under load
+/// (receipts late by seconds) a flood of them.
+pub const RECEIPT_PATIENCE: Duration = Duration::from_secs(10 * 60);
+
 /// The route of attempt number `attempt` (0 is the first), given whether
 /// the device is believed reachable now.
 pub fn route(attempt: u32, reachable: bool) -> Route {

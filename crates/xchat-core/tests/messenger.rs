@@ -400,9 +400,14 @@ fn a_retried_envelope_is_shown_once_and_acknowledged_again() {
     net.wire.clear();
     assert_ne!(net.status_of(0, id), Some(Status::Delivered));
 
-    // Alice's retry carries the same envelope: Bob shows nothing new, but
+    // Bob's device acknowledged it: Alice waits for the receipt, without
+    // sending it again for a while.
+    let sent = net.sent.len();
+    net.advance(Duration::from_secs(5 * 60));
+    assert_eq!(net.sent.len(), sent, "resent before the receipt patience ran out");
+    // Then her retry carries the same envelope: Bob shows nothing new, but
     // acknowledges it again, and Alice's message is delivered.
-    net.advance(Duration::from_secs(60));
+    net.advance(xchat_core::retry::RECEIPT_PATIENCE);
     assert_eq!(net.received_texts(1), ["only once"]);
     assert!(net.refusals(1, Refusal::Duplicate) >= 1);
     assert_eq!(net.status_of(0, id), Some(Status::Delivered));
