@@ -41,6 +41,10 @@ pub const RING_TIMEOUT: Duration = Duration::from_secs(90);
 /// Calls ringing at once (offers not answered yet); beyond it the oldest is
 /// counted missed. Bounds what a contact flooding offers costs.
 pub const MAX_RINGING: usize = 16;
+/// Calls remembered as ended by the caller before their offer arrived
+/// (signals may overtake each other): a late offer for one of them is a
+/// missed call, and never rings.
+pub const MAX_ENDED_CALLS: usize = 64;
 /// Call signal envelopes in flight at once; beyond it a new signal is
 /// refused (`CommandError::TooManyCallSignals`).
 pub const MAX_CALL_SENDS: usize = 4096;

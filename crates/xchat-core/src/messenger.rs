@@ -39,7 +39,8 @@ use xchat_proto::envelope::{DeviceMessage, Envelope};
 use zeroize::Zeroizing;
 
 use crate::call::{
-    CALL_SIGNAL_TTL, CallSend, CallWaiting, MAX_CALL_SENDS, MAX_RINGING, RING_TIMEOUT, Ringing,
+    CALL_SIGNAL_TTL, CallSend, CallWaiting, MAX_CALL_SENDS, MAX_ENDED_CALLS, MAX_RINGING,
+    RING_TIMEOUT, Ringing,
 };
 use crate::contact::{Added, Contact, ContactBook, ContactId};
 use crate::io::{
@@ -175,6 +176,8 @@ pub struct Messenger {
     calls_delivered: BTreeSet<MessageId>,
     /// Incoming calls ringing.
     ringing: BTreeMap<CallId, Ringing>,
+    /// Calls whose hang-up or decline came before their offer, newest last.
+    ended_calls: std::collections::VecDeque<(CallId, ContactId)>,
 }
 
 impl std::fmt::Debug for Messenger {
@@ -239,6 +242,7 @@ impl Messenger {
             call_waiting: Vec::new(),
             calls_delivered: BTreeSet::new(),
             ringing: BTreeMap::new(),
+            ended_calls: std::collections::VecDeque::new(),
         };
         for id in state.received {
             messenger.remember_received(id);
@@ -891,8 +895,10 @@ impl Messenger {
                 content: plaintext.clone(),
                 expires_at,
             });
-            if !self.refetch_at.contains_key(&contact) {
-                self.refetch_at.insert(contact, now.saturating_add(BUNDLE_REFETCH));
+            if let std::collections::btree_map::Entry::Vacant(refetch) =
+                self.refetch_at.entry(contact)
+            {
+                refetch.insert(now.saturating_add(BUNDLE_REFETCH));
                 out.push(Effect::FetchBundles { identity });
             }
             return;
@@ -999,6 +1005,12 @@ impl Messenger {
         let call_id = call.call_id;
         let ours = self.ringing.get(&call_id).is_some_and(|r| r.contact == contact);
         match call.signal {
+            // The caller hung up before its offer got here: missed, no ringing.
+            Signal::Offer(_) if self.ended_calls.contains(&(call_id, contact)) => {
+                self.ended_calls.retain(|ended| *ended != (call_id, contact));
+                missed(call_id, Ringing { contact, since: now }, out);
+                return;
+            }
             Signal::Offer(_) if !self.ringing.contains_key(&call_id) => {
                 if self.ringing.len() >= MAX_RINGING
                     && let Some((&oldest, _)) = self.ringing.iter().min_by_key(|(_, r)| r.since)
@@ -1021,6 +1033,12 @@ impl Messenger {
                     missed(call_id, ringing, out);
                 }
                 return;
+            }
+            Signal::HangUp(_) => {
+                if self.ended_calls.len() >= MAX_ENDED_CALLS {
+                    self.ended_calls.pop_front();
+                }
+                self.ended_calls.push_back((call_id, contact));
             }
             _ => {}
         }

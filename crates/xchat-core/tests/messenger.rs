@@ -860,9 +860,16 @@ fn a_call_the_caller_ends_before_an_answer_or_that_rings_out_is_missed() {
     net.advance(RING_TIMEOUT + Duration::from_secs(1));
     assert_eq!(net.missed_calls(1), [call_id(8), call_id(10)]);
     assert_eq!(net.nodes[1].messenger.ringing().count(), 0);
-    // A hang-up for a call that is not ringing (or someone else's) is shown
-    // but makes nothing missed.
+    // A hang-up that overtook its offer: the late offer is a missed call
+    // and never rings.
+    net.call(0, bob, offer(call_id(11))).unwrap();
+    let late_offer = net.wire.pop_front().unwrap();
     net.call(0, bob, signal(call_id(11), Signal::HangUp(HangUpReason::Normal))).unwrap();
     net.deliver_all();
-    assert_eq!(net.missed_calls(1).len(), 2);
+    assert_eq!(net.missed_calls(1).len(), 2, "a hang-up alone makes nothing missed");
+    net.wire.push_back(late_offer);
+    net.deliver_all();
+    assert_eq!(net.missed_calls(1), [call_id(8), call_id(10), call_id(11)]);
+    assert_eq!(net.nodes[1].messenger.ringing().count(), 0);
+    assert!(!net.call_signals(1).contains(&(alice, offer(call_id(11)), false, false)), "not shown");
 }
