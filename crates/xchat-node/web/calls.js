@@ -284,6 +284,7 @@ function finish(current, kind) {
   if (kind !== 'missed') logCall(current.contact, current.id, kind, current.video, duration);
   $('remote-video').srcObject = null;
   $('local-video').srcObject = null;
+  $('local-video').hidden = true;
   const screen = $('call-screen');
   screen.dataset.state = 'ended';
   $('call-status').textContent = kind === 'ended' ? `Call ended · ${formatDuration(duration)}` : LOG_TEXT[kind] || 'Call ended';
