@@ -9,7 +9,7 @@
 use xchat_crypto::address::Address;
 use xchat_crypto::device::DeviceId;
 use xchat_crypto::signature::{SigningKey, VerifyingKey};
-use xchat_proto::content::{FileDescriptor, FileId, MessageId, VanishingTimer};
+use xchat_proto::content::{CallId, CallSignal, FileDescriptor, FileId, MessageId, VanishingTimer};
 use xchat_proto::mailbox::ItemId;
 use zeroize::Zeroizing;
 
@@ -46,6 +46,15 @@ pub enum Input {
         contact: ContactId,
         /// What.
         text: String,
+    },
+    /// The user's call sent a signal (offer, answer, ICE candidate, hang-up
+    /// or decline) to a contact: it goes live to each of the contact's
+    /// devices, never into the history (see `crate::call`).
+    CallSignalSent {
+        /// To whom.
+        contact: ContactId,
+        /// What.
+        signal: CallSignal,
     },
     /// The user sent a file: the node encrypted it under the descriptor's
     /// key into its own copy and hashed it; the core offers it.
@@ -328,6 +337,12 @@ pub enum CommandError {
         /// The longest text allowed.
         max: usize,
     },
+    /// Too many call signals in flight at once.
+    #[error("too many call signals in flight (at most {max})")]
+    TooManyCallSignals {
+        /// The limit.
+        max: usize,
+    },
     /// The user's own address.
     #[error("that is your own address")]
     OwnAddress,
@@ -388,9 +403,46 @@ pub enum Event {
         /// The contact.
         contact: ContactId,
     },
+    /// A contact's call sent a signal. `verified` and `key_changed` say how
+    /// far the caller's identity is trusted: a call is only as private as
+    /// the identity that the DTLS fingerprints in its SDP are bound to, so
+    /// the UI warns unless the contact is verified and its key unchanged.
+    CallSignal {
+        /// The conversation.
+        contact: ContactId,
+        /// The contact's device that sent it (an answer from one device
+        /// ends the ringing on the others).
+        device: DeviceId,
+        /// The signal.
+        signal: CallSignal,
+        /// Whether the user verified the contact's safety number.
+        verified: bool,
+        /// Whether the contact's key changed and the change was not
+        /// acknowledged.
+        key_changed: bool,
+    },
+    /// An incoming call was not taken: the caller hung up before the user
+    /// answered, or it rang for `call::RING_TIMEOUT`. Not kept in the
+    /// history (see `crate::call`).
+    CallMissed {
+        /// The conversation.
+        contact: ContactId,
+        /// The call.
+        call_id: CallId,
+        /// When the offer arrived.
+        at: crate::time::UnixMillis,
+    },
+    /// A call signal of the user's could not be given to any device of the
+    /// contact within `call::CALL_SIGNAL_TTL`, and was dropped.
+    CallSignalFailed {
+        /// The conversation.
+        contact: ContactId,
+        /// The call.
+        call_id: CallId,
+    },
     /// Something a peer sent was refused (see [`Refusal`]); counted.
     Refused(Refusal),
-    /// A contact sent something this version does not handle yet (calls);
+    /// A contact sent something this version does not handle yet (typing);
     /// shown, never dropped silently.
     Unsupported {
         /// The conversation.

@@ -17,10 +17,11 @@
 //! Built so far: contacts and key changes, first contact through prekey
 //! bundles, texts with an outbox that retries direct then via mailbox until a
 //! delivery receipt, delivery and read receipts, vanishing timers, duplicate
-//! and hostile-input handling, and the bookkeeping of file transfers
-//! ([`transfer`]). Calls, mailbox keys and several devices per user come
-//! next.
+//! and hostile-input handling, the bookkeeping of file transfers
+//! ([`transfer`]), and the live, end-to-end-encrypted signalling of calls
+//! ([`call`]). Several devices per user come next.
 
+pub mod call;
 pub mod contact;
 pub mod io;
 pub mod messenger;

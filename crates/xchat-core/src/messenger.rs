@@ -32,11 +32,16 @@ use xchat_crypto::sealed;
 use xchat_crypto::signature::VerifyingKey;
 use xchat_proto::bundle::{self as proto_bundle, UnverifiedPreKeyRecord};
 use xchat_proto::content::{
-    Body, Content, FileDescriptor, FileId, MessageId, Receipt, ReceiptKind, Text, VanishingTimer,
+    Body, CallId, CallSignal, Content, FileDescriptor, FileId, MessageId, Receipt, ReceiptKind,
+    Signal, Text, VanishingTimer,
 };
 use xchat_proto::envelope::{DeviceMessage, Envelope};
 use zeroize::Zeroizing;
 
+use crate::call::{
+    CALL_SIGNAL_TTL, CallSend, CallWaiting, MAX_CALL_SENDS, MAX_ENDED_CALLS, MAX_RINGING,
+    RING_TIMEOUT, Ringing,
+};
 use crate::contact::{Added, Contact, ContactBook, ContactId};
 use crate::io::{
     CommandError, Done, Effect, Event, FetchFile, Input, MailboxKey, Refusal, Send, Write,
@@ -167,6 +172,18 @@ pub struct Messenger {
     mailbox_poll_at: UnixMillis,
     /// Contacts' devices' mailbox keys of one epoch.
     mailbox_keys: (u64, BTreeMap<([u8; 32], DeviceId), VerifyingKey>),
+    /// Call signals on their way, one per device (in memory only: see
+    /// `crate::call`).
+    call_sends: BTreeMap<OutboxId, CallSend>,
+    /// Call signals waiting for a session with their contact.
+    call_waiting: Vec<CallWaiting>,
+    /// Signals of which some device took a copy: their other copies'
+    /// expiry tells the user nothing.
+    calls_delivered: BTreeSet<MessageId>,
+    /// Incoming calls ringing.
+    ringing: BTreeMap<CallId, Ringing>,
+    /// Calls whose hang-up or decline came before their offer, newest last.
+    ended_calls: std::collections::VecDeque<(CallId, ContactId)>,
 }
 
 impl std::fmt::Debug for Messenger {
@@ -228,6 +245,11 @@ impl Messenger {
             sealer: sealed::Sealer::new(),
             mailbox_poll_at: UnixMillis(0),
             mailbox_keys: (0, BTreeMap::new()),
+            call_sends: BTreeMap::new(),
+            call_waiting: Vec::new(),
+            calls_delivered: BTreeSet::new(),
+            ringing: BTreeMap::new(),
+            ended_calls: std::collections::VecDeque::new(),
         };
         for id in state.received {
             messenger.remember_received(id);
@@ -308,7 +330,17 @@ impl Messenger {
         let refetch = self.refetch_at.values().min().copied();
         // Receipts are due at once: whenever the node has no input waiting.
         let receipts = (!self.pending_receipts.is_empty()).then_some(UnixMillis(0));
-        [expiry, retry, refetch, receipts, Some(self.mailbox_poll_at)].into_iter().flatten().min()
+        let calls = self
+            .call_sends
+            .values()
+            .map(|c| if c.in_flight { c.expires_at } else { c.next_attempt_at.min(c.expires_at) })
+            .chain(self.call_waiting.iter().map(|w| w.expires_at))
+            .chain(self.ringing.values().map(|r| r.since.saturating_add(RING_TIMEOUT)))
+            .min();
+        [expiry, retry, refetch, receipts, calls, Some(self.mailbox_poll_at)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Applies `input` at `now` and returns what to do, in order. See the
@@ -339,6 +371,10 @@ impl Messenger {
             }
             Input::TextSent { contact, text } => {
                 let answer = self.send_text(contact, text, now, rng, &mut out);
+                out.push(Effect::Answer(answer));
+            }
+            Input::CallSignalSent { contact, signal } => {
+                let answer = self.send_call_signal(contact, signal, now, rng, &mut out);
                 out.push(Effect::Answer(answer));
             }
             Input::FileSent { contact, descriptor } => {
@@ -401,21 +437,32 @@ impl Messenger {
             }
             Input::EnvelopeReceived { envelope } => self.receive(&envelope, now, rng, &mut out),
             Input::SendAcknowledged { entry, route } => {
-                self.acknowledged(entry, route, now, &mut out);
+                if let Some(call) = self.call_sends.remove(&entry) {
+                    self.calls_delivered.insert(call.signal);
+                } else {
+                    self.acknowledged(entry, route, now, &mut out);
+                }
             }
             Input::SendFailed { entry, route } => {
-                // The retry is already scheduled; a device that failed
-                // directly is not reachable directly.
+                // The retry is already scheduled. A mailbox that failed says
+                // nothing about the device; a device that failed directly
+                // is not reachable directly.
                 if route == Route::Mailbox && self.outbox.contains_key(&entry) {
                     self.mailbox_failed.insert(entry);
                 }
-                if route == Route::Direct
-                    && let Some(entry) = self.outbox.get(&entry)
-                {
-                    let (identity, device) = (entry.identity, entry.device);
-                    if let Some(peer) = self.peer_mut(&identity, device) {
-                        peer.reachable = false;
+                let target = match (self.outbox.get(&entry), self.call_sends.get_mut(&entry)) {
+                    (Some(entry), _) => Some((entry.identity, entry.device)),
+                    (None, Some(call)) => {
+                        call.in_flight = false;
+                        Some((call.identity, call.device))
                     }
+                    (None, None) => None,
+                };
+                if route == Route::Direct
+                    && let Some((identity, device)) = target
+                    && let Some(peer) = self.peer_mut(&identity, device)
+                {
+                    peer.reachable = false;
                 }
             }
             Input::DeviceReachable { identity, device, reachable } => {
@@ -429,7 +476,13 @@ impl Messenger {
                             entry.next_attempt_at = entry.next_attempt_at.min(now);
                         }
                     }
+                    for call in self.call_sends.values_mut() {
+                        if call.identity == identity && call.device == device {
+                            call.next_attempt_at = call.next_attempt_at.min(now);
+                        }
+                    }
                     self.retry_due(now, rng, &mut out);
+                    self.calls_due(now, &mut out);
                 }
             }
             Input::TimePassed => self.time_passed(now, rng, &mut out),
@@ -772,6 +825,254 @@ impl Messenger {
     }
 }
 
+// Calls (see `crate::call`).
+impl Messenger {
+    /// Incoming calls ringing now: the call and who calls.
+    pub fn ringing(&self) -> impl Iterator<Item = (CallId, ContactId)> + '_ {
+        self.ringing.iter().map(|(id, r)| (*id, r.contact))
+    }
+
+    fn send_call_signal(
+        &mut self,
+        contact: ContactId,
+        call: CallSignal,
+        now: UnixMillis,
+        rng: &mut impl CryptoRng,
+        out: &mut Vec<Effect>,
+    ) -> Result<Done, CommandError> {
+        // An offer, an answer or a candidate sets up media with whoever
+        // holds the contact's key: not with a key the user has not accepted.
+        // Ending or declining a call tells that key nothing worth keeping.
+        match call.signal {
+            Signal::HangUp(_) | Signal::Reject(_) => {
+                self.contacts.get(contact).ok_or(crate::contact::ContactError::Unknown)?;
+            }
+            Signal::Offer(_) | Signal::Answer(_) | Signal::IceCandidate(_) => {
+                self.contacts.check_can_send(contact)?;
+            }
+        }
+        if self.call_sends.len() + self.call_waiting.len() >= MAX_CALL_SENDS {
+            return Err(CommandError::TooManyCallSignals { max: MAX_CALL_SENDS });
+        }
+        // The user answered, declined or ended a ringing call: it is not
+        // missed.
+        if !matches!(call.signal, Signal::IceCandidate(_) | Signal::Offer(_))
+            && self.ringing.get(&call.call_id).is_some_and(|r| r.contact == contact)
+        {
+            self.ringing.remove(&call.call_id);
+        }
+        let call_id = call.call_id;
+        let content = Content {
+            id: MessageId::random(rng),
+            sent_at_ms: now.0,
+            timer: VanishingTimer::OFF,
+            body: Body::Call(call),
+        };
+        let plaintext = Zeroizing::new(content.encode());
+        let expires_at = now.saturating_add(CALL_SIGNAL_TTL);
+        self.send_call_content(
+            (contact, call_id, content.id),
+            &plaintext,
+            expires_at,
+            now,
+            rng,
+            out,
+        );
+        Ok(Done::Ok)
+    }
+
+    /// Encrypts a call signal's content to every device of the contact with
+    /// a session and sends it direct; with none, keeps it waiting (until it
+    /// expires) and asks for the contact's bundles.
+    fn send_call_content(
+        &mut self,
+        (contact, call_id, signal): (ContactId, CallId, MessageId),
+        plaintext: &Zeroizing<Vec<u8>>,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+        rng: &mut impl CryptoRng,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(identity) = self.contacts.get(contact).map(|c| c.identity) else { return };
+        let devices: Vec<DeviceId> = self
+            .peers
+            .get(&identity.to_bytes())
+            .map(|d| d.iter().filter(|(_, p)| p.session.is_some()).map(|(id, _)| *id).collect())
+            .unwrap_or_default();
+        if devices.is_empty() {
+            self.call_waiting.push(CallWaiting {
+                contact,
+                call_id,
+                signal,
+                content: plaintext.clone(),
+                expires_at,
+            });
+            if let std::collections::btree_map::Entry::Vacant(refetch) =
+                self.refetch_at.entry(contact)
+            {
+                refetch.insert(now.saturating_add(BUNDLE_REFETCH));
+                out.push(Effect::FetchBundles { identity });
+            }
+            return;
+        }
+        for device in devices {
+            let Some((envelope, _)) = self.seal_for(&identity, device, plaintext, rng, out) else {
+                continue;
+            };
+            let mut id = OutboxId(rng.next_u64());
+            while self.outbox.contains_key(&id) || self.call_sends.contains_key(&id) {
+                id = OutboxId(rng.next_u64());
+            }
+            let send = CallSend {
+                contact,
+                call_id,
+                signal,
+                identity,
+                device,
+                envelope: envelope.encode(),
+                attempts: 0,
+                next_attempt_at: now,
+                expires_at,
+                in_flight: false,
+            };
+            self.call_sends.insert(id, send);
+        }
+        self.calls_due(now, out);
+    }
+
+    /// Sends every call signal whose attempt is due, and drops those whose
+    /// time ran out (telling the user when no device took the signal), and
+    /// counts as missed the calls that rang too long.
+    fn calls_due(&mut self, now: UnixMillis, out: &mut Vec<Effect>) {
+        let expired: Vec<OutboxId> = self
+            .call_sends
+            .iter()
+            .filter(|(_, c)| c.expires_at <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            let Some(call) = self.call_sends.remove(&id) else { continue };
+            let others = self.call_sends.values().any(|c| c.signal == call.signal);
+            if !others && !self.calls_delivered.remove(&call.signal) {
+                out.push(Effect::Notify(Event::CallSignalFailed {
+                    contact: call.contact,
+                    call_id: call.call_id,
+                }));
+            }
+        }
+        let (expired, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.call_waiting).into_iter().partition(|w| w.expires_at <= now);
+        self.call_waiting = waiting;
+        for call in expired {
+            let event = Event::CallSignalFailed { contact: call.contact, call_id: call.call_id };
+            out.push(Effect::Notify(event));
+        }
+        // What was delivered and has no copy left needs no remembering.
+        let live: BTreeSet<MessageId> = self.call_sends.values().map(|c| c.signal).collect();
+        self.calls_delivered.retain(|signal| live.contains(signal));
+        for (id, call) in &mut self.call_sends {
+            if call.in_flight || call.next_attempt_at > now {
+                continue;
+            }
+            call.in_flight = true;
+            call.next_attempt_at = crate::call::next_attempt(call.attempts, now);
+            call.attempts = call.attempts.saturating_add(1);
+            out.push(Effect::Send(Send {
+                entry: *id,
+                identity: call.identity,
+                device: call.device,
+                route: Route::Direct,
+                mailbox: None,
+                envelope: call.envelope.clone(),
+            }));
+        }
+        let rang_out: Vec<CallId> = self
+            .ringing
+            .iter()
+            .filter(|(_, r)| r.since.saturating_add(RING_TIMEOUT) <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for call_id in rang_out {
+            if let Some(ringing) = self.ringing.remove(&call_id) {
+                missed(call_id, ringing, out);
+            }
+        }
+    }
+
+    /// A contact's call signal, decrypted and not a duplicate: shown with how
+    /// far the contact is trusted; an offer starts ringing, and the caller's
+    /// hang-up before an answer makes the call missed.
+    fn received_call(
+        &mut self,
+        contact: ContactId,
+        device: DeviceId,
+        call: CallSignal,
+        now: UnixMillis,
+        out: &mut Vec<Effect>,
+    ) {
+        let (verified, key_changed) = self
+            .contacts
+            .get(contact)
+            .map_or((false, false), |c| (c.verified, c.unacknowledged_change.is_some()));
+        let call_id = call.call_id;
+        let ours = self.ringing.get(&call_id).is_some_and(|r| r.contact == contact);
+        match call.signal {
+            // The caller hung up before its offer got here: missed, no ringing.
+            Signal::Offer(_) if self.ended_calls.contains(&(call_id, contact)) => {
+                self.ended_calls.retain(|ended| *ended != (call_id, contact));
+                missed(call_id, Ringing { contact, since: now }, out);
+                return;
+            }
+            Signal::Offer(_) if !self.ringing.contains_key(&call_id) => {
+                if self.ringing.len() >= MAX_RINGING
+                    && let Some((&oldest, _)) = self.ringing.iter().min_by_key(|(_, r)| r.since)
+                    && let Some(ringing) = self.ringing.remove(&oldest)
+                {
+                    missed(oldest, ringing, out);
+                }
+                self.ringing.insert(call_id, Ringing { contact, since: now });
+            }
+            // The caller gave up, or another device of the user's answered.
+            Signal::HangUp(_) if ours => {
+                out.push(Effect::Notify(Event::CallSignal {
+                    contact,
+                    device,
+                    signal: call,
+                    verified,
+                    key_changed,
+                }));
+                if let Some(ringing) = self.ringing.remove(&call_id) {
+                    missed(call_id, ringing, out);
+                }
+                return;
+            }
+            Signal::HangUp(_) => {
+                if self.ended_calls.len() >= MAX_ENDED_CALLS {
+                    self.ended_calls.pop_front();
+                }
+                self.ended_calls.push_back((call_id, contact));
+            }
+            _ => {}
+        }
+        out.push(Effect::Notify(Event::CallSignal {
+            contact,
+            device,
+            signal: call,
+            verified,
+            key_changed,
+        }));
+    }
+}
+
+/// Tells the user about a call they did not take.
+fn missed(call_id: CallId, ringing: Ringing, out: &mut Vec<Effect>) {
+    out.push(Effect::Notify(Event::CallMissed {
+        contact: ringing.contact,
+        call_id,
+        at: ringing.since,
+    }));
+}
+
 // Sessions and the outbox.
 impl Messenger {
     fn peer_mut(&mut self, identity: &VerifyingKey, device: DeviceId) -> Option<&mut PeerDevice> {
@@ -854,27 +1155,11 @@ impl Messenger {
         rng: &mut impl CryptoRng,
         out: &mut Vec<Effect>,
     ) {
-        let public = self.public;
-        let Some(peer) = self.peers.get_mut(&identity.to_bytes()).and_then(|d| d.get_mut(&device))
+        let Some((envelope, reachable)) = self.seal_for(identity, device, plaintext, rng, out)
         else {
             return;
         };
-        let Some(session) = peer.session.as_mut() else { return };
-        let Ok(ratchet) = session.encrypt(plaintext, rng) else { return };
-        let device_message = match &peer.initiation {
-            Some(initiation) => DeviceMessage::first(initiation.clone(), ratchet),
-            None => DeviceMessage::ratchet(ratchet),
-        };
-        let Ok(device_message) = device_message else { return };
-        let recipient = *peer.certificate.agreement_key();
-        let Ok(sealed) =
-            self.sealer.seal(&public, &self.device, &recipient, &device_message.encode(), rng)
-        else {
-            return;
-        };
-        let Ok(envelope) = Envelope::new(sealed) else { return };
-        let route = retry::route(0, peer.reachable);
-        out.push(Effect::Write(peer_write(identity, peer)));
+        let route = retry::route(0, reachable);
         // Random, not a counter: an acknowledgement still in flight from
         // before a restart must never match a new entry.
         let mut id = OutboxId(rng.next_u64());
@@ -904,6 +1189,37 @@ impl Messenger {
             envelope: entry.envelope.clone(),
         }));
         self.outbox.insert(id, entry);
+    }
+
+    /// Encrypts `plaintext` with the session of one device and seals it:
+    /// the envelope and whether the device is believed reachable. Writes the
+    /// advanced ratchet (`out`) so that the envelope's key is never reused.
+    fn seal_for(
+        &mut self,
+        identity: &VerifyingKey,
+        device: DeviceId,
+        plaintext: &[u8],
+        rng: &mut impl CryptoRng,
+        out: &mut Vec<Effect>,
+    ) -> Option<(Envelope, bool)> {
+        let public = self.public;
+        let peer = self.peers.get_mut(&identity.to_bytes()).and_then(|d| d.get_mut(&device))?;
+        let session = peer.session.as_mut()?;
+        let ratchet = session.encrypt(plaintext, rng).ok()?;
+        let device_message = match &peer.initiation {
+            Some(initiation) => DeviceMessage::first(initiation.clone(), ratchet),
+            None => DeviceMessage::ratchet(ratchet),
+        };
+        let device_message = device_message.ok()?;
+        let recipient = *peer.certificate.agreement_key();
+        let sealed = self
+            .sealer
+            .seal(&public, &self.device, &recipient, &device_message.encode(), rng)
+            .ok()?;
+        let envelope = Envelope::new(sealed).ok()?;
+        let reachable = peer.reachable;
+        out.push(Effect::Write(peer_write(identity, peer)));
+        Some((envelope, reachable))
     }
 
     /// Where an envelope sent by `route` goes: for the mailbox, the
@@ -1098,6 +1414,13 @@ impl Messenger {
             return;
         }
         self.refetch_at.remove(&contact);
+        let (calls, others): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.call_waiting).into_iter().partition(|w| w.contact == contact);
+        self.call_waiting = others;
+        for call in calls {
+            let signal = (call.contact, call.call_id, call.signal);
+            self.send_call_content(signal, &call.content, call.expires_at, now, rng, out);
+        }
         let ids: Vec<MessageId> =
             self.waiting.values().filter(|w| w.contact == contact).map(|w| w.message).collect();
         for id in ids {
@@ -1359,7 +1682,13 @@ impl Messenger {
                 }
                 self.receipt_due(contact, content.id);
             }
-            Body::Call(_) => out.push(Effect::Notify(Event::Unsupported { contact, what: "call" })),
+            Body::Call(call) => {
+                if self.remember_received(content.id) {
+                    self.received_call(contact, device, call, now, out);
+                } else {
+                    self.refuse(Refusal::Duplicate, out);
+                }
+            }
             Body::Typing(_) => {}
         }
     }
@@ -1466,10 +1795,12 @@ impl Messenger {
             out.push(Effect::Notify(Event::MessageExpired { id }));
         }
         self.retry_due(now, rng, out);
+        self.calls_due(now, out);
         let due: Vec<ContactId> =
             self.refetch_at.iter().filter(|(_, at)| **at <= now).map(|(c, _)| *c).collect();
         for contact in due {
-            let waiting = self.waiting.values().any(|w| w.contact == contact);
+            let waiting = self.waiting.values().any(|w| w.contact == contact)
+                || self.call_waiting.iter().any(|w| w.contact == contact);
             match self.contacts.get(contact).map(|c| c.identity) {
                 Some(identity) if waiting => {
                     self.refetch_at.insert(contact, now.saturating_add(BUNDLE_REFETCH));

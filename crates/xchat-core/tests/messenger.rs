@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
+use xchat_core::call::{CALL_SIGNAL_TTL, RING_TIMEOUT};
 use xchat_core::contact::ContactId;
 use xchat_core::io::{CommandError, Done, Event, FetchFile, Refusal, Write};
 use xchat_core::messenger::State;
@@ -24,7 +25,8 @@ use xchat_crypto::file::{FileDigest, FileKey};
 use xchat_crypto::identity::Identity;
 use xchat_crypto::phrase::Seed;
 use xchat_proto::content::{
-    FileDescriptor, FileId, FileName, MediaType, MessageId, VanishingTimer,
+    CALL_ID_BYTES, CallId, CallSignal, FileDescriptor, FileId, FileName, HangUpReason, MediaType,
+    MessageId, RejectReason, Sdp, Signal, VanishingTimer,
 };
 use xchat_proto::mailbox::ItemId;
 
@@ -668,4 +670,275 @@ fn an_offline_device_gets_its_texts_from_its_rotating_mailbox_which_is_then_empt
     for id in texts {
         assert_eq!(net.status_of(0, id), Some(Status::Delivered));
     }
+}
+
+// Calls: live signals, never history.
+
+fn call_id(byte: u8) -> CallId {
+    CallId::from_bytes([byte; CALL_ID_BYTES])
+}
+
+fn offer(id: CallId) -> CallSignal {
+    let sdp = Sdp::new("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\na=fingerprint:sha-256 AB:CD\r\n".into());
+    CallSignal { call_id: id, signal: Signal::Offer(sdp.unwrap()) }
+}
+
+fn signal(id: CallId, signal: Signal) -> CallSignal {
+    CallSignal { call_id: id, signal }
+}
+
+impl Net {
+    fn call(
+        &mut self,
+        from: usize,
+        contact: ContactId,
+        signal: CallSignal,
+    ) -> Result<Done, CommandError> {
+        self.input(from, Input::CallSignalSent { contact, signal }).expect("a command is answered")
+    }
+
+    /// The call signals node `at` was shown: (contact, signal, verified, key changed).
+    fn call_signals(&self, at: usize) -> Vec<(ContactId, CallSignal, bool, bool)> {
+        self.nodes[at]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::CallSignal { contact, signal, verified, key_changed, .. } => {
+                    Some((*contact, signal.clone(), *verified, *key_changed))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn missed_calls(&self, at: usize) -> Vec<CallId> {
+        self.nodes[at]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::CallMissed { call_id, .. } => Some(*call_id),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_call_offer_and_answer_go_across_live_and_stay_out_of_the_history() {
+    let mut net = Net::new();
+    let (bob, alice) = net.add_each_other();
+    net.deliver_all();
+    let writes_before = net.nodes[0].writes.len();
+    assert_eq!(net.call(0, bob, offer(call_id(1))), Ok(Done::Ok));
+    net.deliver_all();
+
+    let shown = net.call_signals(1);
+    assert_eq!(shown, [(alice, offer(call_id(1)), false, false)]);
+    let alice_device = net.nodes[0].messenger.device().device_id();
+    assert!(net.nodes[1].events.iter().any(|e| matches!(
+        e,
+        Event::CallSignal { device, .. } if *device == alice_device
+    )));
+    // Nothing of the call is kept: no message, no outbox entry, no receipt.
+    let kept = net.nodes[0].writes[writes_before..]
+        .iter()
+        .filter(|w| !matches!(w, Write::Peer(_)))
+        .count();
+    assert_eq!(kept, 0, "only the advanced ratchet is written");
+    assert_eq!(net.nodes[0].messenger.outbox_len(), 0);
+    assert_eq!(net.nodes[1].messenger.outbox_len(), 0, "no delivery receipt for a signal");
+    assert!(net.received_texts(1).is_empty());
+    assert_eq!(net.nodes[1].messenger.ringing().collect::<Vec<_>>(), [(call_id(1), alice)]);
+
+    // Bob answers: it rings no more, and Alice gets the answer.
+    let answer = Sdp::new("v=0\r\nanswer\r\n".into()).unwrap();
+    assert_eq!(
+        net.call(1, alice, signal(call_id(1), Signal::Answer(answer.clone()))),
+        Ok(Done::Ok)
+    );
+    net.deliver_all();
+    assert_eq!(
+        net.call_signals(0),
+        [(bob, signal(call_id(1), Signal::Answer(answer)), false, false)]
+    );
+    assert_eq!(net.nodes[1].messenger.ringing().count(), 0);
+
+    // A verified contact's signal says so.
+    net.input(1, Input::ContactVerified { contact: alice });
+    net.call(0, bob, signal(call_id(1), Signal::HangUp(HangUpReason::Normal))).unwrap();
+    net.deliver_all();
+    let last = net.call_signals(1).pop().unwrap();
+    assert_eq!((last.2, last.3), (true, false));
+    assert!(net.missed_calls(1).is_empty(), "an answered call is not missed");
+}
+
+#[test]
+fn a_call_signal_goes_direct_only_and_is_dropped_and_reported_after_its_lifetime() {
+    let mut net = Net::new();
+    let (bob, _) = net.add_each_other();
+    net.deliver_all();
+    net.mailboxes = Some(Mailboxes::new());
+    net.up = false;
+    let sent_before = net.sent.len();
+    net.call(0, bob, offer(call_id(2))).unwrap();
+    net.advance(CALL_SIGNAL_TTL - Duration::from_secs(1));
+    assert!(!net.nodes[0].events.iter().any(|e| matches!(e, Event::CallSignalFailed { .. })));
+    let attempts = net.sent.len() - sent_before;
+    // 0.5 s doubling to 4 s: about 10 attempts in 30 s, never a flood.
+    assert!((5..=15).contains(&attempts), "{attempts} attempts");
+    net.advance(Duration::from_secs(2));
+    let failed: Vec<_> = net.nodes[0]
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::CallSignalFailed { call_id: c, contact } if *c == call_id(2) && *contact == bob))
+        .collect();
+    assert_eq!(failed.len(), 1, "reported once");
+    assert!(net.mailboxes.as_ref().unwrap().values().all(Vec::is_empty), "never to a mailbox");
+    let after = net.sent.len();
+    net.advance(Duration::from_secs(60));
+    assert_eq!(net.sent.len(), after, "dropped: no more attempts");
+
+    // Back up: a new signal goes at once.
+    net.up = true;
+    net.call(0, bob, offer(call_id(3))).unwrap();
+    net.deliver_all();
+    assert_eq!(net.call_signals(1).len(), 1);
+}
+
+#[test]
+fn a_call_from_an_unverified_or_key_changed_contact_is_flagged() {
+    let mut net = Net::new();
+    let alice_address = net.nodes[0].messenger.address();
+    let bob_address = net.nodes[1].messenger.address();
+    // Bob first knew "Alice" under another key: the real one is a change he
+    // has not acknowledged.
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let other = node(3, &mut rng).messenger.address();
+    net.input(1, Input::ContactAdded { name: "Alice".into(), address: other });
+    net.input(1, Input::ContactAdded { name: "Alice".into(), address: alice_address });
+    let alice = net.nodes[1].messenger.contacts().by_name("Alice").unwrap().id;
+    net.input(0, Input::ContactAdded { name: "Bob".into(), address: bob_address });
+    let bob = net.nodes[0].messenger.contacts().by_name("Bob").unwrap().id;
+    net.deliver_all();
+
+    net.call(0, bob, offer(call_id(4))).unwrap();
+    net.deliver_all();
+    assert_eq!(net.call_signals(1), [(alice, offer(call_id(4)), false, true)]);
+    // Bob cannot answer a key he has not accepted, but he can decline.
+    let answer = Sdp::new("v=0\r\n".into()).unwrap();
+    assert_eq!(
+        net.call(1, alice, signal(call_id(4), Signal::Answer(answer))),
+        Err(CommandError::Contact(xchat_core::contact::ContactError::KeyChangeNotAcknowledged))
+    );
+    let declined = signal(call_id(4), Signal::Reject(RejectReason::Declined));
+    assert_eq!(net.call(1, alice, declined.clone()), Ok(Done::Ok));
+    net.deliver_all();
+    assert_eq!(net.call_signals(0), [(bob, declined, false, false)]);
+    assert!(net.missed_calls(1).is_empty(), "declined, not missed");
+
+    // Acknowledged: unverified, but no longer a key change.
+    net.input(1, Input::KeyChangeAcknowledged { contact: alice });
+    net.call(0, bob, offer(call_id(5))).unwrap();
+    net.deliver_all();
+    assert_eq!(net.call_signals(1).pop().unwrap(), (alice, offer(call_id(5)), false, false));
+}
+
+#[test]
+fn a_tampered_or_foreign_call_signal_is_refused_and_never_shown() {
+    let mut net = Net::new();
+    let (bob, _) = net.add_each_other();
+    net.deliver_all();
+    net.call(0, bob, offer(call_id(6))).unwrap();
+    let (to, envelope) = net.wire.pop_front().unwrap();
+    assert_eq!(to, 1);
+
+    // Any bit flipped in the sealed envelope: refused, nothing rings.
+    for index in [envelope.len() / 2, envelope.len() - 1] {
+        let mut tampered = envelope.clone();
+        tampered[index] ^= 0x20;
+        net.input(1, Input::EnvelopeReceived { envelope: tampered });
+    }
+    assert_eq!(net.refusals(1, Refusal::Undecryptable), 2);
+    assert!(net.call_signals(1).is_empty());
+    assert_eq!(net.nodes[1].messenger.ringing().count(), 0);
+
+    // A well-formed offer from an identity that is not Bob's contact (Carol
+    // has a real session with Bob, from his published prekeys).
+    let mut carol = node(3, &mut net.rng);
+    let bob_address = net.nodes[1].messenger.address();
+    let now = net.now;
+    carol.messenger.handle(
+        now,
+        Input::ContactAdded { name: "Bob".into(), address: bob_address },
+        &mut net.rng,
+    );
+    let bob_at_carol = carol.messenger.contacts().by_name("Bob").unwrap().id;
+    let bob_key = *net.nodes[1].messenger.identity().signing_key();
+    let records = vec![net.nodes[1].messenger.prekey_record(now).unwrap()];
+    carol.messenger.handle(now, Input::BundlesFetched { identity: bob_key, records }, &mut net.rng);
+    let effects = carol.messenger.handle(
+        now,
+        Input::CallSignalSent { contact: bob_at_carol, signal: offer(call_id(7)) },
+        &mut net.rng,
+    );
+    let forged: Vec<Vec<u8>> = effects
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Send(send) => Some(send.envelope),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(forged.len(), 1);
+    net.input(1, Input::EnvelopeReceived { envelope: forged[0].clone() });
+    assert_eq!(net.refusals(1, Refusal::UnknownSender), 1);
+    assert!(net.call_signals(1).is_empty());
+
+    // Replayed: the ratchet refuses it, and it does not ring twice.
+    net.input(1, Input::EnvelopeReceived { envelope: envelope.clone() });
+    net.input(1, Input::EnvelopeReceived { envelope });
+    assert_eq!(net.call_signals(1).len(), 1, "the genuine offer, once");
+    assert_eq!(net.refusals(1, Refusal::Undecryptable), 3);
+}
+
+#[test]
+fn a_call_the_caller_ends_before_an_answer_or_that_rings_out_is_missed() {
+    let mut net = Net::new();
+    let (bob, alice) = net.add_each_other();
+    net.deliver_all();
+    // Hung up before an answer (the caller's UI says "no answer" or the
+    // caller gave up): missed.
+    net.call(0, bob, offer(call_id(8))).unwrap();
+    net.deliver_all();
+    net.call(0, bob, signal(call_id(8), Signal::HangUp(HangUpReason::NoAnswer))).unwrap();
+    net.deliver_all();
+    assert_eq!(net.missed_calls(1), [call_id(8)]);
+    assert!(net.nodes[1].events.iter().any(|e| matches!(
+        e,
+        Event::CallMissed { contact, .. } if *contact == alice
+    )));
+    // Declined by the callee's hang-up: not missed.
+    net.call(0, bob, offer(call_id(9))).unwrap();
+    net.deliver_all();
+    net.call(1, alice, signal(call_id(9), Signal::HangUp(HangUpReason::Normal))).unwrap();
+    net.call(0, bob, signal(call_id(9), Signal::HangUp(HangUpReason::Normal))).unwrap();
+    net.deliver_all();
+    assert_eq!(net.missed_calls(1), [call_id(8)]);
+    // The caller vanished: it rings out.
+    net.call(0, bob, offer(call_id(10))).unwrap();
+    net.deliver_all();
+    net.advance(RING_TIMEOUT + Duration::from_secs(1));
+    assert_eq!(net.missed_calls(1), [call_id(8), call_id(10)]);
+    assert_eq!(net.nodes[1].messenger.ringing().count(), 0);
+    // A hang-up that overtook its offer: the late offer is a missed call
+    // and never rings.
+    net.call(0, bob, offer(call_id(11))).unwrap();
+    let late_offer = net.wire.pop_front().unwrap();
+    net.call(0, bob, signal(call_id(11), Signal::HangUp(HangUpReason::Normal))).unwrap();
+    net.deliver_all();
+    assert_eq!(net.missed_calls(1).len(), 2, "a hang-up alone makes nothing missed");
+    net.wire.push_back(late_offer);
+    net.deliver_all();
+    assert_eq!(net.missed_calls(1), [call_id(8), call_id(10), call_id(11)]);
+    assert_eq!(net.nodes[1].messenger.ringing().count(), 0);
+    assert!(!net.call_signals(1).contains(&(alice, offer(call_id(11)), false, false)), "not shown");
 }

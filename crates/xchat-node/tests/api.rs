@@ -230,6 +230,11 @@ fn routes() -> Vec<(&'static str, String, Option<Value>)> {
         ("POST", format!("{v}/messages"), Some(json!({"text": "hi"}))),
         ("PUT", format!("{v}/timer"), Some(json!({"seconds": 60}))),
         ("POST", format!("{v}/read"), Some(json!({"ids": []}))),
+        (
+            "POST",
+            format!("{v}/call"),
+            Some(json!({"call_id": UNKNOWN, "signal": {"type": "hang_up", "reason": "normal"}})),
+        ),
         ("POST", format!("{v}/files?name=x.txt"), Some(json!("some bytes"))),
         ("GET", format!("{v}/files"), None),
         ("GET", format!("/api/v1/files/{UNKNOWN}"), None),
@@ -454,6 +459,45 @@ async fn bad_input_gets_a_4xx_with_a_stable_code() {
     let sent = c.post(&messages, json!({"text": "queued while bob is nowhere"})).await;
     assert_eq!(sent.status, 201, "{sent:?}");
     let sent_id = sent.json()["id"].as_str().unwrap().to_owned();
+
+    // Call signals.
+    let call = format!("/api/v1/conversations/{id}/call");
+    let signal = |call_id: &str, signal: Value| json!({"call_id": call_id, "signal": signal});
+    let offer = |sdp: String| json!({"type": "offer", "sdp": sdp});
+    let hang_up = json!({"type": "hang_up", "reason": "normal"});
+    for bad in ["xyz", "", "00112233445566778899AABBCCDDEEFF", "00112233445566778899aabbccddeeff00"]
+    {
+        let reply = c.post(&call, signal(bad, hang_up.clone())).await;
+        assert_eq!(reply.error(400), "invalid_call_id", "{bad:?}");
+    }
+    let max = xchat_proto::content::MAX_SDP_BYTES;
+    for sdp in [String::new(), "v".repeat(max + 1)] {
+        let reply = c.post(&call, signal(UNKNOWN, offer(sdp))).await;
+        assert_eq!(reply.error(400), "invalid_sdp");
+    }
+    let candidate = "c".repeat(xchat_proto::content::MAX_ICE_CANDIDATE_BYTES + 1);
+    let ice = json!({"type": "ice_candidate", "candidate": candidate, "sdp_mid": "0"});
+    assert_eq!(c.post(&call, signal(UNKNOWN, ice)).await.error(400), "invalid_ice_candidate");
+    let ice = json!({"type": "ice_candidate", "candidate": "", "sdp_mid": ""});
+    assert_eq!(c.post(&call, signal(UNKNOWN, ice)).await.error(400), "invalid_ice_candidate");
+    for bad in [
+        json!({"type": "ring"}),
+        json!({"type": "hang_up", "reason": "bored"}),
+        json!({"type": "offer"}),
+        json!({"type": "offer", "sdp": "v=0", "extra": 1}),
+    ] {
+        assert_eq!(
+            c.post(&call, signal(UNKNOWN, bad.clone())).await.error(400),
+            "invalid_json",
+            "{bad}"
+        );
+    }
+    let huge = offer("v".repeat(api::MAX_BODY_BYTES + 1));
+    assert_eq!(c.post(&call, signal(UNKNOWN, huge)).await.error(413), "body_too_large");
+    let queued = c.post(&call, signal(UNKNOWN, offer("v=0\r\n".into()))).await;
+    assert_eq!(queued.status, 202, "{queued:?}");
+    let answer = json!({"type": "answer", "sdp": "v=0"});
+    assert_eq!(c.post(&call, signal(UNKNOWN, answer)).await.status, 202);
 
     // History paging.
     for limit in ["0", "1001", "-1", "x"] {

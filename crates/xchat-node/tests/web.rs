@@ -157,6 +157,11 @@ impl Browser {
                 "--disable-extensions",
                 "--hide-scrollbars",
                 "--remote-debugging-port=0",
+                // Calls: a fake camera and microphone (a test pattern and a
+                // beep), granted without a prompt; remote media play at once.
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+                "--autoplay-policy=no-user-gesture-required",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
@@ -218,6 +223,16 @@ impl Browser {
                     .unwrap_or("an exception")
                     .to_owned();
                 self.problems.push((session, text));
+            }
+            Some("Runtime.consoleAPICalled") => {
+                let args = event["params"]["args"].as_array().cloned().unwrap_or_default();
+                let text: Vec<String> = args
+                    .iter()
+                    .map(|a| {
+                        a["value"].as_str().map_or_else(|| a["value"].to_string(), str::to_owned)
+                    })
+                    .collect();
+                self.log.push((session, format!("console: {}", text.join(" "))));
             }
             Some("Log.entryAdded") => {
                 let entry = &event["params"]["entry"];
@@ -891,7 +906,7 @@ async fn a_missing_or_wrong_session_gets_the_login_screen_and_no_data() {
     // a dialog, Escape closes it and gives the focus back.
     browser.eval(&page, "document.getElementById('me-button').focus()").await;
     let mut walked = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..10 {
         browser.press(&page, "Tab", 9).await;
         let focused = browser
             .eval(&page, "document.activeElement.id || document.activeElement.className")
@@ -904,6 +919,8 @@ async fn a_missing_or_wrong_session_gets_the_login_screen_and_no_data() {
             "add-button",
             "conversation selected",
             "timer",
+            "call-audio-button",
+            "call-video-button",
             "safety-button",
             "timeline",
             "file-input",
@@ -1101,4 +1118,199 @@ async fn a_long_conversation_opens_fast_and_keeps_the_dom_bounded() {
         browser.eval(&page, "document.querySelector('#conversations .last').textContent").await;
     assert_eq!(format!("You: {}", last.as_str().unwrap()), listed.as_str().unwrap());
     browser.assert_clean();
+}
+
+// ---------- calls ----------
+
+/// The expression: the call screen's state (`incoming`, `ringing`,
+/// `connecting`, `connected`, `ended`), or null while none was shown.
+const CALL_STATE: &str = "(document.getElementById('call-screen').dataset.state || null)";
+
+/// The expression: the kinds of the open conversation's call log entries.
+const CALL_LOG: &str =
+    "[...document.querySelectorAll('#call-log .call-entry')].map(e => e.dataset.kind)";
+
+/// The expression: the active call's received media, once video frames
+/// were decoded and audio packets received beyond `frames` and `packets`.
+fn media_beyond(frames: u64, packets: u64) -> String {
+    format!(
+        "(async () => {{ const s = await window.xchatCall.stats(); \
+         return s && s.framesDecoded > {frames} && s.audioPackets > {packets} ? s : null; }})()"
+    )
+}
+
+async fn wait_for_log(browser: &mut Browser, page: &Page, kind: &str) {
+    browser
+        .wait(page, &format!("{CALL_LOG}.includes({})", json!(kind)), &format!("a `{kind}` call"))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_call_connects_both_ways_and_hangs_up() {
+    let started = Instant::now();
+    let (_relays, alice, bob) = two_users().await;
+    let mut browser = Browser::launch().await;
+    let (a, b) = paired(&mut browser, &alice, &bob).await;
+    let setup = started.elapsed();
+
+    // Alice calls (video); Bob's page rings, with the warning an unverified
+    // contact's call carries.
+    browser.click(&a, "#call-video-button").await;
+    browser.wait(&b, &format!("{CALL_STATE} === 'incoming'"), "the incoming call").await;
+    let warning = browser
+        .eval(&b, "(() => { const w = document.getElementById('call-warning'); return w.hidden ? '' : w.textContent; })()")
+        .await;
+    assert!(warning.as_str().unwrap().contains("not verified"), "{warning}");
+    assert_eq!(browser.eval(&b, "document.getElementById('call-peer').textContent").await, "Alice");
+    browser.screenshot(&b, "call-incoming").await;
+    let rang = Instant::now();
+    browser.click(&b, "#call-accept").await;
+
+    // Both sides decode the other's video and receive its audio, and keep
+    // doing so: the counters grow.
+    let mut seen = Vec::new();
+    for page in [&a, &b] {
+        let stats = browser.wait(page, &media_beyond(0, 0), "media from the other side").await;
+        seen.push((
+            stats["framesDecoded"].as_u64().unwrap(),
+            stats["audioPackets"].as_u64().unwrap(),
+        ));
+    }
+    let connected = rang.elapsed();
+    for (page, (frames, packets)) in [&a, &b].into_iter().zip(seen) {
+        browser
+            .wait(page, &media_beyond(frames + 10, packets + 10), "the media to keep flowing")
+            .await;
+        assert_eq!(browser.eval(page, CALL_STATE).await, "connected");
+    }
+    browser
+        .wait(
+            &a,
+            "/^\\d+:\\d\\d$/.test(document.getElementById('call-status').textContent)",
+            "the call timer",
+        )
+        .await;
+    browser.screenshot(&a, "call-video").await;
+
+    // Mute and camera off say so; pressed again, they are undone.
+    for button in ["#call-mute", "#call-camera"] {
+        for pressed in ["true", "false"] {
+            browser.click(&a, button).await;
+            let state = browser
+                .eval(
+                    &a,
+                    &format!(
+                        "document.querySelector({}).getAttribute('aria-pressed')",
+                        json!(button)
+                    ),
+                )
+                .await;
+            assert_eq!(state, pressed, "{button}");
+        }
+    }
+
+    // Alice hangs up: both sides end the call, and log it with its length.
+    browser.click(&a, "#call-hangup").await;
+    for page in [&a, &b] {
+        browser.wait(page, &format!("{CALL_STATE} === 'ended'"), "the call to end").await;
+        wait_for_log(&mut browser, page, "ended").await;
+        assert_eq!(browser.eval(page, "window.xchatCall.stats()").await, Value::Null, "closed");
+    }
+    browser.assert_clean();
+    eprintln!(
+        "a_video_call_connects_both_ways_and_hangs_up: {:?} (setup {setup:?}, accept to media both ways {connected:?})",
+        started.elapsed()
+    );
+}
+
+/// An offer as a browser makes it (its content does not matter to the node).
+const SOME_OFFER: &str =
+    "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n";
+
+/// Also shows a declined call and a missed call in the conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_offer_is_refused() {
+    use xchat_core::io::{Input, Refusal};
+    use xchat_proto::content::{CallId, CallSignal, Sdp, Signal};
+
+    let started = Instant::now();
+    let (relays, alice, bob) = two_users().await;
+    let carol = user(&relays).await;
+    tokio::time::timeout(WAIT, carol.node.handle.published()).await.unwrap().unwrap();
+    let mut browser = Browser::launch().await;
+    let (a, b) = paired(&mut browser, &alice, &bob).await;
+    let refused = |kind: Refusal| {
+        let handle = bob.node.handle.clone();
+        async move {
+            handle.read(move |m, _| m.refusals().get(&kind).copied().unwrap_or(0)).await.unwrap()
+        }
+    };
+
+    // Carol is not Bob's contact: her offer, sealed and sent over the
+    // network by her node from a real session with Bob's published keys,
+    // is refused by Bob's node.
+    let added = carol
+        .node
+        .handle
+        .command(Input::ContactAdded { name: "Bob".into(), address: bob.node.handle.address() })
+        .await
+        .unwrap();
+    let xchat_core::io::Done::Contact(xchat_core::contact::Added::New(bob_at_carol)) = added else {
+        panic!("{added:?}")
+    };
+    let offer = CallSignal {
+        call_id: CallId::from_bytes([7; 16]),
+        signal: Signal::Offer(Sdp::new(SOME_OFFER.into()).unwrap()),
+    };
+    carol
+        .node
+        .handle
+        .command(Input::CallSignalSent { contact: bob_at_carol, signal: offer })
+        .await
+        .unwrap();
+    // And an envelope injected at Bob's node that is no sealed message at
+    // all (bit-flipped sealed messages are refused in the core's tests).
+    let mut forged = SOME_OFFER.as_bytes().to_vec();
+    forged.insert(0, 0x0a);
+    bob.node.handle.command(Input::EnvelopeReceived { envelope: forged }).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while refused(Refusal::UnknownSender).await == 0 {
+        assert!(Instant::now() < deadline, "Carol's offer never reached Bob's node");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused(Refusal::Malformed).await + refused(Refusal::Undecryptable).await >= 1);
+    // A moment for anything that would wrongly reach the page.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(browser.eval(&b, CALL_STATE).await, Value::Null, "Bob's page never rang");
+    assert_eq!(browser.eval(&b, "document.body.classList.contains('ringing')").await, false);
+
+    // Alice's honest offer still rings; Bob declines it.
+    browser.click(&a, "#call-audio-button").await;
+    browser.wait(&b, &format!("{CALL_STATE} === 'incoming'"), "Alice's call").await;
+    browser.click(&b, "#call-decline").await;
+    wait_for_log(&mut browser, &b, "declined").await;
+    wait_for_log(&mut browser, &a, "rejected").await;
+    browser.wait(&a, &format!("{CALL_STATE} === 'ended'"), "Alice's call to end").await;
+
+    // Alice calls again and gives up before Bob answers: a missed call.
+    browser.click(&a, "#call-video-button").await;
+    browser.wait(&a, &format!("{CALL_STATE} === 'ringing'"), "Alice's second call to ring").await;
+    browser.wait(&b, &format!("{CALL_STATE} === 'incoming'"), "Alice's second call").await;
+    browser.click(&a, "#call-hangup").await;
+    wait_for_log(&mut browser, &b, "missed").await;
+    wait_for_log(&mut browser, &a, "unanswered").await;
+    browser.wait(&b, &format!("{CALL_STATE} === 'ended'"), "the ringing to stop").await;
+    browser.screenshot(&b, "call-missed").await;
+    let texts = browser
+        .eval(&b, "[...document.querySelectorAll('#call-log .call-text')].map(e => e.textContent)")
+        .await;
+    assert_eq!(texts, json!(["You declined a call · Audio", "Missed call · Video"]));
+    // The log is the page's: it is still there after a reload.
+    browser.goto(&b, &format!("http://{}/", bob.api.local_addr)).await;
+    browser.wait(&b, "document.body.dataset.ready === 'true'", "the app again").await;
+    browser.click(&b, "#conversations button").await;
+    wait_for_log(&mut browser, &b, "missed").await;
+
+    browser.assert_clean();
+    eprintln!("a_tampered_offer_is_refused: {:?}", started.elapsed());
 }

@@ -34,7 +34,7 @@ async function problem(response) {
   );
 }
 
-/** `method` on `/api/v1${path}`; resolves to the JSON answer, or null for 204. */
+/** `method` on `/api/v1${path}`; resolves to the JSON answer, or null for 202 and 204. */
 export async function call(method, path, body) {
   const init = { method, credentials: 'same-origin', cache: 'no-store', headers: {} };
   if (body !== undefined) {
@@ -48,7 +48,8 @@ export async function call(method, path, body) {
     throw new ApiError(0, 'unreachable', UNREACHABLE);
   }
   if (!response.ok) throw await problem(response);
-  if (response.status === 204) return null;
+  // 202 (a call signal on its way) and 204 have no body.
+  if (response.status === 204 || response.status === 202) return null;
   return response.json();
 }
 

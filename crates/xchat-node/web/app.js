@@ -6,6 +6,7 @@
 
 import { ApiError, Events, call, upload } from './api.js';
 import { Timeline } from './timeline.js';
+import { initCalls, onCallEvent, renderLog } from './calls.js';
 
 /** Messages per history page (the API takes up to 1000). */
 const PAGE = 100;
@@ -240,6 +241,7 @@ async function openConversation(contact) {
   renderHeader();
   renderList();
   renderOutbox();
+  renderLog(contact);
   $('uploads').replaceChildren();
   try {
     await loadConversation();
@@ -700,6 +702,8 @@ function onEvent(event) {
       reloadAll();
       break;
     default:
+      // Calls (calls.js); anything newer is ignored.
+      onCallEvent(event);
       break;
   }
 }
@@ -879,6 +883,14 @@ function wire() {
     timeline.scrollToBottom();
     onPosition(true, false);
     $('text').focus();
+  });
+
+  initCalls({
+    current: () => state.current,
+    name: (contact) => state.contacts.get(contact)?.name || 'Your contact',
+    toast,
+    showError,
+    quietError,
   });
 
   const box = $('text');

@@ -32,6 +32,7 @@ use super::{events, files, problem, routes, schema};
         routes::send_text,
         routes::set_timer,
         routes::mark_read,
+        routes::send_call_signal,
         files::upload,
         files::transfers,
         files::accept,

@@ -121,6 +121,9 @@ impl From<CommandError> for Problem {
             CommandError::UnknownFile => (StatusCode::NOT_FOUND, "unknown_file"),
             CommandError::TransferState(_) => (StatusCode::CONFLICT, "transfer_state"),
             CommandError::TooManyTransfers { .. } => (StatusCode::CONFLICT, "too_many_transfers"),
+            CommandError::TooManyCallSignals { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_call_signals")
+            }
         };
         Self::new(status, code, message)
     }

@@ -21,8 +21,8 @@ use super::auth::Gate;
 use super::problem::{ErrorBody, Problem};
 use super::schema::{
     ContactAdded, ContactJson, Conversation, HistoryQuery, IdentityJson, Message, MessageQueued,
-    NewContact, NewMessage, ReadJson, SafetyNumberJson, TimerJson, contact_id, message_id,
-    timer_seconds,
+    NewCallSignal, NewContact, NewMessage, ReadJson, SafetyNumberJson, TimerJson, contact_id,
+    message_id, timer_seconds,
 };
 use crate::node::NodeHandle;
 
@@ -56,6 +56,7 @@ pub(super) fn api_routes() -> axum::Router<State> {
         .route("/conversations/{contact}/messages", get(history).post(send_text))
         .route("/conversations/{contact}/timer", put(set_timer))
         .route("/conversations/{contact}/read", post(mark_read))
+        .route("/conversations/{contact}/call", post(send_call_signal))
 }
 
 /// This profile's address, device and peer id.
@@ -395,6 +396,34 @@ pub async fn mark_read(
     find_contact_id(&state, contact).await?;
     state.node.command(Input::MessagesRead { contact, ids }).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Sends one step of a call's signalling (offer, answer, ICE candidate,
+/// hang-up, decline) to the contact, end-to-end encrypted, live: direct to
+/// each of the contact's devices, not kept in the history, and dropped
+/// (with a `call_signal_failed` event) if no device takes it within 30 s.
+#[utoipa::path(post, path = "/api/v1/conversations/{contact}/call", tag = "calls",
+    params(("contact" = String, Path, description = "the contact's id")),
+    request_body = NewCallSignal,
+    responses(
+        (status = 202, description = "encrypted and on its way"),
+        (status = 400, description = "`invalid_id`, `invalid_call_id`, `invalid_sdp`, `invalid_ice_candidate`, `invalid_json`", body = ErrorBody),
+        (status = 404, description = "`unknown_contact`", body = ErrorBody),
+        (status = 409, description = "`key_change_not_acknowledged` (an offer, answer or candidate to a changed key; a hang-up or decline still goes)", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody),
+        (status = 429, description = "`too_many_call_signals`", body = ErrorBody),
+    ))]
+pub async fn send_call_signal(
+    Extract(state): Extract<State>,
+    contact: Result<Path<String>, PathRejection>,
+    body: Result<Json<NewCallSignal>, JsonRejection>,
+) -> Answer {
+    let Path(contact) = contact?;
+    let contact = contact_id(&contact)?;
+    let Json(body) = body?;
+    let signal = body.to_call_signal()?;
+    state.node.command(Input::CallSignalSent { contact, signal }).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
 }
 
 /// The contact with this id (text from the path).

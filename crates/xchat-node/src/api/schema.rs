@@ -9,7 +9,11 @@ use xchat_core::contact::{Added, Contact, ContactId};
 use xchat_core::io::Event;
 use xchat_core::record::{Direction, MessageRecord, Status};
 use xchat_core::transfer::{TransferRecord, TransferState};
-use xchat_proto::content::{FILE_ID_BYTES, FileId, MESSAGE_ID_BYTES, MessageId, VanishingTimer};
+use xchat_proto::content::{
+    CALL_ID_BYTES, CallId, CallSignal, FILE_ID_BYTES, FileId, HangUpReason, IceCandidate,
+    MAX_ICE_CANDIDATE_BYTES, MAX_SDP_BYTES, MAX_SDP_MID_BYTES, MESSAGE_ID_BYTES, MessageId,
+    RejectReason, Sdp, Signal, VanishingTimer,
+};
 
 use super::problem::Problem;
 
@@ -237,6 +241,173 @@ pub struct TimerJson {
     pub seconds: u32,
 }
 
+/// `POST .../call`'s body: one step of a call's signalling.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = NewCallSignal)]
+pub struct NewCallSignal {
+    /// The call's id: 32 lowercase hex digits, drawn by the caller.
+    pub call_id: String,
+    /// The step.
+    pub signal: SignalJson,
+}
+
+/// One step of a call's signalling, as the browser's WebRTC makes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[schema(as = Signal)]
+pub enum SignalJson {
+    /// The caller's SDP offer (1 to 65536 bytes).
+    Offer {
+        /// The SDP.
+        sdp: String,
+    },
+    /// The callee's SDP answer (1 to 65536 bytes).
+    Answer {
+        /// The SDP.
+        sdp: String,
+    },
+    /// An ICE candidate (`RTCIceCandidateInit`); an empty candidate ends them.
+    IceCandidate {
+        /// The candidate line, at most 1024 bytes.
+        candidate: String,
+        /// The media stream's tag, 1 to 64 bytes.
+        #[serde(default)]
+        sdp_mid: Option<String>,
+        /// The media description's index.
+        #[serde(default)]
+        sdp_m_line_index: Option<u16>,
+    },
+    /// Either side ended the call.
+    HangUp {
+        /// Why.
+        reason: HangUpReasonJson,
+    },
+    /// The callee did not take the call.
+    Reject {
+        /// Why.
+        reason: RejectReasonJson,
+    },
+}
+
+/// Why a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = HangUpReason)]
+pub enum HangUpReasonJson {
+    /// The user ended it.
+    Normal,
+    /// The connection failed or was lost.
+    ConnectionFailed,
+    /// Nobody answered in time.
+    NoAnswer,
+    /// Another device of the callee answered.
+    AnsweredElsewhere,
+}
+
+/// Why a call was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = RejectReason)]
+pub enum RejectReasonJson {
+    /// The callee is in another call.
+    Busy,
+    /// The callee declined.
+    Declined,
+}
+
+impl SignalJson {
+    /// The validated signal.
+    ///
+    /// # Errors
+    /// 400 `invalid_sdp` or `invalid_ice_candidate`, naming the limit.
+    pub fn to_signal(&self) -> Result<Signal, Problem> {
+        let invalid_sdp = || {
+            Problem::bad_request("invalid_sdp", format!("an SDP has 1 to {MAX_SDP_BYTES} bytes"))
+        };
+        Ok(match self {
+            Self::Offer { sdp } => Signal::Offer(Sdp::new(sdp.clone()).map_err(|_| invalid_sdp())?),
+            Self::Answer { sdp } => {
+                Signal::Answer(Sdp::new(sdp.clone()).map_err(|_| invalid_sdp())?)
+            }
+            Self::IceCandidate { candidate, sdp_mid, sdp_m_line_index } => Signal::IceCandidate(
+                IceCandidate::new(candidate.clone(), sdp_mid.clone(), *sdp_m_line_index).map_err(
+                    |_| {
+                        Problem::bad_request(
+                            "invalid_ice_candidate",
+                            format!(
+                                "a candidate has at most {MAX_ICE_CANDIDATE_BYTES} bytes, \
+                                     its sdp_mid 1 to {MAX_SDP_MID_BYTES}"
+                            ),
+                        )
+                    },
+                )?,
+            ),
+            Self::HangUp { reason } => Signal::HangUp(match reason {
+                HangUpReasonJson::Normal => HangUpReason::Normal,
+                HangUpReasonJson::ConnectionFailed => HangUpReason::ConnectionFailed,
+                HangUpReasonJson::NoAnswer => HangUpReason::NoAnswer,
+                HangUpReasonJson::AnsweredElsewhere => HangUpReason::AnsweredElsewhere,
+            }),
+            Self::Reject { reason } => Signal::Reject(match reason {
+                RejectReasonJson::Busy => RejectReason::Busy,
+                RejectReasonJson::Declined => RejectReason::Declined,
+            }),
+        })
+    }
+}
+
+impl From<&Signal> for SignalJson {
+    fn from(signal: &Signal) -> Self {
+        match signal {
+            Signal::Offer(sdp) => Self::Offer { sdp: sdp.as_str().to_owned() },
+            Signal::Answer(sdp) => Self::Answer { sdp: sdp.as_str().to_owned() },
+            Signal::IceCandidate(ice) => Self::IceCandidate {
+                candidate: ice.candidate().to_owned(),
+                sdp_mid: ice.sdp_mid().map(str::to_owned),
+                sdp_m_line_index: ice.sdp_m_line_index(),
+            },
+            Signal::HangUp(reason) => Self::HangUp {
+                reason: match reason {
+                    HangUpReason::Normal => HangUpReasonJson::Normal,
+                    HangUpReason::ConnectionFailed => HangUpReasonJson::ConnectionFailed,
+                    HangUpReason::NoAnswer => HangUpReasonJson::NoAnswer,
+                    HangUpReason::AnsweredElsewhere => HangUpReasonJson::AnsweredElsewhere,
+                },
+            },
+            Signal::Reject(reason) => Self::Reject {
+                reason: match reason {
+                    RejectReason::Busy => RejectReasonJson::Busy,
+                    RejectReason::Declined => RejectReasonJson::Declined,
+                },
+            },
+        }
+    }
+}
+
+/// Parses a call id.
+///
+/// # Errors
+/// 400 `invalid_call_id`.
+pub fn call_id(text: &str) -> Result<CallId, Problem> {
+    parse_id(text).map(CallId::from_bytes).map_err(|_| {
+        Problem::bad_request("invalid_call_id", "a call id is 32 lowercase hex digits")
+    })
+}
+
+// Call ids are as long as message ids: the same parser.
+const _: () = assert!(CALL_ID_BYTES == MESSAGE_ID_BYTES);
+
+impl NewCallSignal {
+    /// The validated signal.
+    ///
+    /// # Errors
+    /// 400 `invalid_call_id`, `invalid_sdp` or `invalid_ice_candidate`.
+    pub fn to_call_signal(&self) -> Result<CallSignal, Problem> {
+        Ok(CallSignal { call_id: call_id(&self.call_id)?, signal: self.signal.to_signal()? })
+    }
+}
+
 /// `POST .../read`'s body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -424,7 +595,42 @@ pub enum EventJson {
         /// Chunks done so far.
         chunks_done: u64,
     },
-    /// The contact sent something this version cannot show (a call).
+    /// The contact's call sent a signal. Warn unless `verified` is true
+    /// and `key_changed` false: the call's encryption keys are bound to
+    /// the contact's identity, which the user has not checked.
+    CallSignal {
+        /// The conversation's contact id.
+        contact: String,
+        /// The contact's device that sent it.
+        device: String,
+        /// The call's id.
+        call_id: String,
+        /// The step.
+        signal: SignalJson,
+        /// The user verified the contact's safety number.
+        verified: bool,
+        /// The contact's key changed and the user has not acknowledged it.
+        key_changed: bool,
+    },
+    /// An incoming call was not taken (the caller hung up first, or it
+    /// rang out). Not kept in the history: show it from this event.
+    CallMissed {
+        /// The conversation's contact id.
+        contact: String,
+        /// The call's id.
+        call_id: String,
+        /// When the offer arrived (ms since the epoch).
+        at: u64,
+    },
+    /// A call signal this client sent reached none of the contact's
+    /// devices within 30 s and was dropped.
+    CallSignalFailed {
+        /// The conversation's contact id.
+        contact: String,
+        /// The call's id.
+        call_id: String,
+    },
+    /// The contact sent something this version cannot show.
     Unsupported {
         /// The conversation's contact id.
         contact: String,
@@ -459,6 +665,25 @@ impl EventJson {
                 contact: hex::encode(contact.0),
                 state: (*state).into(),
                 chunks_done: *chunks_done,
+            },
+            Event::CallSignal { contact, device, signal, verified, key_changed } => {
+                Self::CallSignal {
+                    contact: hex::encode(contact.0),
+                    device: hex::encode(device.as_bytes()),
+                    call_id: hex::encode(signal.call_id.as_bytes()),
+                    signal: (&signal.signal).into(),
+                    verified: *verified,
+                    key_changed: *key_changed,
+                }
+            }
+            Event::CallMissed { contact, call_id, at } => Self::CallMissed {
+                contact: hex::encode(contact.0),
+                call_id: hex::encode(call_id.as_bytes()),
+                at: at.0,
+            },
+            Event::CallSignalFailed { contact, call_id } => Self::CallSignalFailed {
+                contact: hex::encode(contact.0),
+                call_id: hex::encode(call_id.as_bytes()),
             },
             Event::Unsupported { contact, what } => {
                 Self::Unsupported { contact: hex::encode(contact.0), what: (*what).to_owned() }

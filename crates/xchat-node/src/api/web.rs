@@ -54,6 +54,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../../web/timeline.js"),
     },
     Asset {
+        name: "calls.js",
+        media_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/calls.js"),
+    },
+    Asset {
         name: "style.css",
         media_type: "text/css; charset=utf-8",
         body: include_bytes!("../../web/style.css"),
