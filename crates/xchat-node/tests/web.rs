@@ -1069,9 +1069,8 @@ async fn a_long_conversation_opens_fast_and_keeps_the_dom_bounded() {
         .eval(&page, "performance.getEntriesByType('resource').filter(e => e.name.includes('/conversations/')).map(e => `${new URL(e.name).pathname} ${e.duration.toFixed(0)} ms`)")
         .await;
     eprintln!("of which the API calls: {timings:#}");
-    // A debug build on a shared 2-core machine: the figure is reported,
-    // the bound only catches a UI that renders everything.
-    assert!(opened_ms < 2000.0, "{opened_ms} ms");
+    // The figures are reported, never asserted (speed is a benchmark's
+    // business); a UI that renders everything fails the DOM bound below.
 
     // Scrolling up pages the whole history in, every message is shown on
     // the way, and the DOM stays bounded.
