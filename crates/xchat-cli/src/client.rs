@@ -11,8 +11,8 @@
 use std::io::ErrorKind;
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use xchat_node::ProfileDir;
 use zeroize::Zeroizing;
@@ -52,12 +52,26 @@ pub(crate) struct Message {
     pub(crate) direction: String,
     /// When it was sent (ms since the epoch, the sender's clock).
     pub(crate) sent_at: u64,
-    /// The text.
+    /// The text (empty for a call's entry).
     pub(crate) text: String,
+    /// The call it records, if it is a call's entry (a missed call).
+    #[serde(default)]
+    pub(crate) call: Option<CallEntry>,
     /// `pending`, `sent`, `delivered`, `unread`...
     pub(crate) status: String,
     /// When it vanishes, if its timer runs.
     pub(crate) expires_at: Option<u64>,
+}
+
+/// A call in the history, as the API gives it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct CallEntry {
+    /// The call's id.
+    pub(crate) call_id: String,
+    /// `missed`.
+    pub(crate) outcome: String,
+    /// Whether it was a video call.
+    pub(crate) video: bool,
 }
 
 /// The local API of the node running a profile.

@@ -101,7 +101,13 @@ fn message_line(message: &Message, their_name: &str) -> String {
     if let Some(at) = message.expires_at {
         status.push_str(&format!(", vanishes {}", utc_time(at)));
     }
-    let text = printable(&message.text).replace('\n', "\n    ");
+    let text = match &message.call {
+        Some(call) => {
+            let kind = if call.video { "video" } else { "voice" };
+            format!("[{} {kind} call]", printable(&call.outcome))
+        }
+        None => printable(&message.text).replace('\n', "\n    "),
+    };
     format!("{}  {}: {text}  ({status})", utc_time(message.sent_at), printable(who))
 }
 
@@ -304,7 +310,8 @@ fn print_message(message: &Message, their_name: &str, json: bool) {
         println!(
             "{}",
             json!({ "type": "message", "id": message.id, "direction": message.direction,
-            "sent_at": message.sent_at, "text": message.text, "status": message.status })
+            "sent_at": message.sent_at, "text": message.text, "call": message.call,
+            "status": message.status })
         );
     } else {
         println!("{}", message_line(message, their_name));
@@ -355,6 +362,7 @@ fn narrate(event: &Value, contact: &str, their_name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::CallEntry;
 
     #[test]
     fn timers_take_every_unit_and_off() {
@@ -403,6 +411,7 @@ mod tests {
             direction: "in".into(),
             sent_at: 1_700_000_000_123,
             text: "hello\nthere".into(),
+            call: None,
             status: "unread".into(),
             expires_at: Some(1_700_000_060_000),
         };
@@ -419,6 +428,20 @@ mod tests {
         assert_eq!(
             message_line(&out, "bob"),
             "2023-11-14 22:13:20  you: hello\n    there  (delivered)"
+        );
+        let missed = Message {
+            text: String::new(),
+            call: Some(CallEntry {
+                call_id: "22".repeat(16),
+                outcome: "missed".into(),
+                video: true,
+            }),
+            expires_at: None,
+            ..out
+        };
+        assert_eq!(
+            message_line(&Message { direction: "in".into(), ..missed }, "bob"),
+            "2023-11-14 22:13:20  bob: [missed video call]  (delivered)"
         );
     }
 }

@@ -15,15 +15,18 @@
 //!
 //! The callee remembers each offer that rings ([`Ringing`]) until the user
 //! answers or declines it: a hang-up from the caller before that, or
-//! [`RING_TIMEOUT`] without one, makes it a missed call (`Event::CallMissed`).
-//! Missed calls are events, not history records: the UI shows them (the
-//! store has no message kind for them yet).
+//! [`RING_TIMEOUT`] without one, makes it a missed call: an entry in the
+//! conversation's history ([`crate::record::CallEntry`], unread until the
+//! user opens the conversation, under its vanishing timer, and never
+//! answered with a read receipt), and `Event::CallMissed`, which stops the
+//! ringing. Calls that were taken leave no record here: the core sees
+//! their signals, not how long the media flowed.
 
 use std::time::Duration;
 
 use xchat_crypto::device::DeviceId;
 use xchat_crypto::signature::VerifyingKey;
-use xchat_proto::content::{CallId, MessageId};
+use xchat_proto::content::{CallId, MessageId, Sdp};
 
 use crate::contact::ContactId;
 use crate::time::UnixMillis;
@@ -107,6 +110,15 @@ pub struct Ringing {
     pub contact: ContactId,
     /// When the offer arrived.
     pub since: UnixMillis,
+    /// Whether the offer asks for video ([`offers_video`]).
+    pub video: bool,
+}
+
+/// Whether an SDP offer has a video media section (`m=video`): what the
+/// history says of a missed call. The SDP is the caller's and otherwise
+/// left to the browser.
+pub fn offers_video(sdp: &Sdp) -> bool {
+    sdp.as_str().lines().any(|line| line.starts_with("m=video "))
 }
 
 #[cfg(test)]
@@ -120,5 +132,14 @@ mod tests {
         assert_eq!(next_attempt(1, now).since(now), CALL_RETRY * 2);
         assert_eq!(next_attempt(30, now).since(now), CALL_RETRY_MAX);
         assert!(CALL_RETRY_MAX < CALL_SIGNAL_TTL);
+    }
+
+    #[test]
+    fn an_offer_is_video_only_with_a_video_media_section() {
+        let sdp = |text: &str| Sdp::new(text.into()).unwrap();
+        let audio = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n";
+        assert!(!offers_video(&sdp(audio)));
+        assert!(offers_video(&sdp(&format!("{audio}m=video 9 UDP/TLS/RTP/SAVPF 96\r\n"))));
+        assert!(!offers_video(&sdp("v=0\r\na=x m=video 9\r\n")), "only at a line's start");
     }
 }

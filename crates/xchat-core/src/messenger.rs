@@ -33,22 +33,22 @@ use xchat_crypto::signature::VerifyingKey;
 use xchat_proto::bundle::{self as proto_bundle, UnverifiedPreKeyRecord};
 use xchat_proto::content::{
     Body, CallId, CallSignal, Content, FileDescriptor, FileId, MessageId, Receipt, ReceiptKind,
-    Signal, Text, VanishingTimer,
+    RejectReason, Signal, Text, VanishingTimer,
 };
 use xchat_proto::envelope::{DeviceMessage, Envelope};
 use zeroize::Zeroizing;
 
 use crate::call::{
     CALL_SIGNAL_TTL, CallSend, CallWaiting, MAX_CALL_SENDS, MAX_ENDED_CALLS, MAX_RINGING,
-    RING_TIMEOUT, Ringing,
+    RING_TIMEOUT, Ringing, offers_video,
 };
 use crate::contact::{Added, Contact, ContactBook, ContactId};
 use crate::io::{
     CommandError, Done, Effect, Event, FetchFile, Input, MailboxKey, Refusal, Send, Write,
 };
 use crate::record::{
-    Awaits, ConversationRecord, Direction, FailReason, MessageRecord, OutboxEntry, OutboxId,
-    PeerRecord, Settings, Status, Waiting,
+    Awaits, CallEntry, CallOutcome, ConversationRecord, Direction, FailReason, MessageRecord,
+    OutboxEntry, OutboxId, PeerRecord, Settings, Status, UnreadRecord, Waiting,
 };
 use crate::retry::{self, Route};
 use crate::time::UnixMillis;
@@ -111,8 +111,8 @@ pub struct State {
     pub waiting: Vec<Waiting>,
     /// Outgoing messages that may still get receipts: id and contact.
     pub sent: Vec<(MessageId, ContactId)>,
-    /// Incoming messages not read yet: id, contact, timer.
-    pub unread: Vec<(MessageId, ContactId, VanishingTimer)>,
+    /// Incoming messages not read yet.
+    pub unread: Vec<UnreadRecord>,
     /// Messages whose timer runs: id and when they go.
     pub expiring: Vec<(MessageId, UnixMillis)>,
     /// Recently received message ids, oldest first.
@@ -147,7 +147,7 @@ pub struct Messenger {
     waiting: BTreeMap<MessageId, Waiting>,
     refetch_at: BTreeMap<ContactId, UnixMillis>,
     sent: BTreeMap<MessageId, ContactId>,
-    unread: BTreeMap<MessageId, (ContactId, VanishingTimer)>,
+    unread: BTreeMap<MessageId, UnreadRecord>,
     expiring: BTreeSet<(UnixMillis, MessageId)>,
     received: BTreeSet<MessageId>,
     received_order: std::collections::VecDeque<MessageId>,
@@ -230,7 +230,7 @@ impl Messenger {
             waiting: state.waiting.into_iter().map(|w| (w.message, w)).collect(),
             refetch_at: BTreeMap::new(),
             sent: state.sent.into_iter().collect(),
-            unread: state.unread.into_iter().map(|(id, c, t)| (id, (c, t))).collect(),
+            unread: state.unread.into_iter().map(|u| (u.id, u)).collect(),
             expiring: state.expiring.into_iter().map(|(id, at)| (at, id)).collect(),
             received: BTreeSet::new(),
             received_order: std::collections::VecDeque::new(),
@@ -482,7 +482,7 @@ impl Messenger {
                         }
                     }
                     self.retry_due(now, rng, &mut out);
-                    self.calls_due(now, &mut out);
+                    self.calls_due(now, rng, &mut out);
                 }
             }
             Input::TimePassed => self.time_passed(now, rng, &mut out),
@@ -584,6 +584,7 @@ impl Messenger {
             received_at: now,
             text: text.to_owned(),
             file,
+            call: None,
             status: Status::Pending,
             timer,
             expires_at: timer.duration().map(|d| now.saturating_add(d)),
@@ -632,18 +633,20 @@ impl Messenger {
         for id in ids {
             // Only unread messages of this conversation: the UI may repeat itself.
             match self.unread.get(id) {
-                Some((owner, _)) if *owner == contact => {}
+                Some(unread) if unread.contact == contact => {}
                 _ => continue,
             }
-            let Some((_, timer)) = self.unread.remove(id) else { continue };
+            let Some(unread) = self.unread.remove(id) else { continue };
             out.push(Effect::Write(Write::Status { id: *id, status: Status::Seen }));
-            if let Some(duration) = timer.duration() {
+            if let Some(duration) = unread.timer.duration() {
                 // The timer of a received message starts when it is read.
                 let expires_at = now.saturating_add(duration);
                 self.expiring.insert((expires_at, *id));
                 out.push(Effect::Write(Write::Expiry { id: *id, expires_at }));
             }
-            read.push(*id);
+            if unread.receipt {
+                read.push(*id);
+            }
         }
         if self.settings.read_receipts && !read.is_empty() {
             for chunk in read.chunks(xchat_proto::content::MAX_RECEIPT_IDS) {
@@ -729,11 +732,12 @@ impl Messenger {
             received_at: now,
             text: descriptor.name().as_str().to_owned(),
             file: Some(file),
+            call: None,
             status: Status::Unread,
             timer,
             expires_at: None,
         };
-        self.unread.insert(id, (contact, timer));
+        self.unread.insert(id, UnreadRecord { id, contact, timer, receipt: true });
         if !timer.is_off() {
             self.attachments.insert(id, file);
         }
@@ -843,7 +847,7 @@ impl Messenger {
         // An offer, an answer or a candidate sets up media with whoever
         // holds the contact's key: not with a key the user has not accepted.
         // Ending or declining a call tells that key nothing worth keeping.
-        match call.signal {
+        match &call.signal {
             Signal::HangUp(_) | Signal::Reject(_) => {
                 self.contacts.get(contact).ok_or(crate::contact::ContactError::Unknown)?;
             }
@@ -855,11 +859,14 @@ impl Messenger {
             return Err(CommandError::TooManyCallSignals { max: MAX_CALL_SENDS });
         }
         // The user answered, declined or ended a ringing call: it is not
-        // missed.
+        // missed. Unless the UI refused it as busy: the user, in another
+        // call, never saw it ring.
         if !matches!(call.signal, Signal::IceCandidate(_) | Signal::Offer(_))
             && self.ringing.get(&call.call_id).is_some_and(|r| r.contact == contact)
+            && let Some(ringing) = self.ringing.remove(&call.call_id)
+            && call.signal == Signal::Reject(RejectReason::Busy)
         {
-            self.ringing.remove(&call.call_id);
+            self.missed(call.call_id, ringing, now, rng, out);
         }
         let call_id = call.call_id;
         let content = Content {
@@ -937,13 +944,13 @@ impl Messenger {
             };
             self.call_sends.insert(id, send);
         }
-        self.calls_due(now, out);
+        self.calls_due(now, rng, out);
     }
 
     /// Sends every call signal whose attempt is due, and drops those whose
     /// time ran out (telling the user when no device took the signal), and
     /// counts as missed the calls that rang too long.
-    fn calls_due(&mut self, now: UnixMillis, out: &mut Vec<Effect>) {
+    fn calls_due(&mut self, now: UnixMillis, rng: &mut impl CryptoRng, out: &mut Vec<Effect>) {
         let expired: Vec<OutboxId> = self
             .call_sends
             .iter()
@@ -994,7 +1001,7 @@ impl Messenger {
             .collect();
         for call_id in rang_out {
             if let Some(ringing) = self.ringing.remove(&call_id) {
-                missed(call_id, ringing, out);
+                self.missed(call_id, ringing, now, rng, out);
             }
         }
     }
@@ -1008,6 +1015,7 @@ impl Messenger {
         device: DeviceId,
         call: CallSignal,
         now: UnixMillis,
+        rng: &mut impl CryptoRng,
         out: &mut Vec<Effect>,
     ) {
         let (verified, key_changed) = self
@@ -1016,21 +1024,23 @@ impl Messenger {
             .map_or((false, false), |c| (c.verified, c.unacknowledged_change.is_some()));
         let call_id = call.call_id;
         let ours = self.ringing.get(&call_id).is_some_and(|r| r.contact == contact);
-        match call.signal {
+        match &call.signal {
             // The caller hung up before its offer got here: missed, no ringing.
-            Signal::Offer(_) if self.ended_calls.contains(&(call_id, contact)) => {
+            Signal::Offer(sdp) if self.ended_calls.contains(&(call_id, contact)) => {
                 self.ended_calls.retain(|ended| *ended != (call_id, contact));
-                missed(call_id, Ringing { contact, since: now }, out);
+                let ringing = Ringing { contact, since: now, video: offers_video(sdp) };
+                self.missed(call_id, ringing, now, rng, out);
                 return;
             }
-            Signal::Offer(_) if !self.ringing.contains_key(&call_id) => {
+            Signal::Offer(sdp) if !self.ringing.contains_key(&call_id) => {
                 if self.ringing.len() >= MAX_RINGING
                     && let Some((&oldest, _)) = self.ringing.iter().min_by_key(|(_, r)| r.since)
                     && let Some(ringing) = self.ringing.remove(&oldest)
                 {
-                    missed(oldest, ringing, out);
+                    self.missed(oldest, ringing, now, rng, out);
                 }
-                self.ringing.insert(call_id, Ringing { contact, since: now });
+                let ringing = Ringing { contact, since: now, video: offers_video(sdp) };
+                self.ringing.insert(call_id, ringing);
             }
             // The caller gave up, or another device of the user's answered.
             Signal::HangUp(_) if ours => {
@@ -1042,7 +1052,7 @@ impl Messenger {
                     key_changed,
                 }));
                 if let Some(ringing) = self.ringing.remove(&call_id) {
-                    missed(call_id, ringing, out);
+                    self.missed(call_id, ringing, now, rng, out);
                 }
                 return;
             }
@@ -1064,13 +1074,39 @@ impl Messenger {
     }
 }
 
-/// Tells the user about a call they did not take.
-fn missed(call_id: CallId, ringing: Ringing, out: &mut Vec<Effect>) {
-    out.push(Effect::Notify(Event::CallMissed {
-        contact: ringing.contact,
-        call_id,
-        at: ringing.since,
-    }));
+impl Messenger {
+    /// A call the user did not take: an entry in the conversation's history
+    /// (unread, under the conversation's vanishing timer; no receipt goes
+    /// for it), and the event that stops the ringing.
+    fn missed(
+        &mut self,
+        call_id: CallId,
+        ringing: Ringing,
+        now: UnixMillis,
+        rng: &mut impl CryptoRng,
+        out: &mut Vec<Effect>,
+    ) {
+        let contact = ringing.contact;
+        let id = MessageId::random(rng);
+        let timer = self.timer(contact);
+        let record = MessageRecord {
+            id,
+            contact,
+            direction: Direction::Incoming,
+            sent_at: ringing.since,
+            received_at: now,
+            text: String::new(),
+            file: None,
+            call: Some(CallEntry { call_id, outcome: CallOutcome::Missed, video: ringing.video }),
+            status: Status::Unread,
+            timer,
+            expires_at: None,
+        };
+        self.unread.insert(id, UnreadRecord { id, contact, timer, receipt: false });
+        out.push(Effect::Write(Write::Message(record.clone())));
+        out.push(Effect::Notify(Event::MessageReceived(record)));
+        out.push(Effect::Notify(Event::CallMissed { contact, call_id, at: ringing.since }));
+    }
 }
 
 // Sessions and the outbox.
@@ -1505,7 +1541,7 @@ impl Messenger {
             self.remember_envelope(hash, contact, content.id);
             out.push(Effect::Write(Write::SeenEnvelope { hash, contact, message: content.id }));
         }
-        self.received_content(contact, &identity, certificate.device_id(), content, now, out);
+        self.received_content(contact, &identity, certificate.device_id(), content, now, rng, out);
     }
 
     /// Decrypts a device message, starting a session if it carries an
@@ -1634,6 +1670,7 @@ impl Messenger {
         device: DeviceId,
         content: Content,
         now: UnixMillis,
+        rng: &mut impl CryptoRng,
         out: &mut Vec<Effect>,
     ) {
         match content.body {
@@ -1650,11 +1687,18 @@ impl Messenger {
                         received_at: now,
                         text: text.into_string(),
                         file: None,
+                        call: None,
                         status: Status::Unread,
                         timer: content.timer,
                         expires_at: None,
                     };
-                    self.unread.insert(content.id, (contact, content.timer));
+                    let unread = UnreadRecord {
+                        id: content.id,
+                        contact,
+                        timer: content.timer,
+                        receipt: true,
+                    };
+                    self.unread.insert(content.id, unread);
                     out.push(Effect::Write(Write::Message(record.clone())));
                     out.push(Effect::Notify(Event::MessageReceived(record)));
                 }
@@ -1684,7 +1728,7 @@ impl Messenger {
             }
             Body::Call(call) => {
                 if self.remember_received(content.id) {
-                    self.received_call(contact, device, call, now, out);
+                    self.received_call(contact, device, call, now, rng, out);
                 } else {
                     self.refuse(Refusal::Duplicate, out);
                 }
@@ -1795,7 +1839,7 @@ impl Messenger {
             out.push(Effect::Notify(Event::MessageExpired { id }));
         }
         self.retry_due(now, rng, out);
-        self.calls_due(now, out);
+        self.calls_due(now, rng, out);
         let due: Vec<ContactId> =
             self.refetch_at.iter().filter(|(_, at)| **at <= now).map(|(c, _)| *c).collect();
         for contact in due {

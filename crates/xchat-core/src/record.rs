@@ -6,7 +6,7 @@
 
 use xchat_crypto::device::DeviceId;
 use xchat_crypto::signature::VerifyingKey;
-use xchat_proto::content::{FileId, MessageId, VanishingTimer};
+use xchat_proto::content::{CallId, FileId, MessageId, VanishingTimer};
 use zeroize::Zeroizing;
 
 use crate::contact::ContactId;
@@ -65,10 +65,12 @@ pub struct MessageRecord {
     pub sent_at: UnixMillis,
     /// When this device wrote it down.
     pub received_at: UnixMillis,
-    /// The text (for a file: its name).
+    /// The text (for a file: its name; empty for a call).
     pub text: String,
     /// The file it offers, if it is a file's message ([`crate::transfer`]).
     pub file: Option<FileId>,
+    /// The call it records, if it is a call's entry ([`crate::call`]).
+    pub call: Option<CallEntry>,
     /// Its state.
     pub status: Status,
     /// The vanishing timer it was sent with.
@@ -84,6 +86,39 @@ impl MessageRecord {
     pub fn order_key(&self) -> (UnixMillis, [u8; 16]) {
         (self.sent_at, *self.id.as_bytes())
     }
+}
+
+/// A call, as the history shows it: written by this device, never sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallEntry {
+    /// The call.
+    pub call_id: CallId,
+    /// How it went.
+    pub outcome: CallOutcome,
+    /// Whether it was a video call (else audio only).
+    pub video: bool,
+}
+
+/// How a call went, as far as the history tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// It rang here and nobody took it: the caller hung up first, or it
+    /// rang for [`crate::call::RING_TIMEOUT`].
+    Missed,
+}
+
+/// An incoming message not read yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnreadRecord {
+    /// The message.
+    pub id: MessageId,
+    /// Its conversation.
+    pub contact: ContactId,
+    /// Its vanishing timer, which starts when it is read.
+    pub timer: VanishingTimer,
+    /// Whether reading it sends the contact a read receipt: not for an
+    /// entry this device wrote itself (a missed call).
+    pub receipt: bool,
 }
 
 /// A conversation's settings.

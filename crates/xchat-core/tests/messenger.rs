@@ -14,7 +14,7 @@ use xchat_core::call::{CALL_SIGNAL_TTL, RING_TIMEOUT};
 use xchat_core::contact::ContactId;
 use xchat_core::io::{CommandError, Done, Event, FetchFile, Refusal, Write};
 use xchat_core::messenger::State;
-use xchat_core::record::Status;
+use xchat_core::record::{CallEntry, CallOutcome, Direction, Status};
 use xchat_core::retry::Route;
 use xchat_core::time::UnixMillis;
 use xchat_core::transfer::{TransferFailure, TransferState};
@@ -898,6 +898,77 @@ fn a_tampered_or_foreign_call_signal_is_refused_and_never_shown() {
     net.input(1, Input::EnvelopeReceived { envelope });
     assert_eq!(net.call_signals(1).len(), 1, "the genuine offer, once");
     assert_eq!(net.refusals(1, Refusal::Undecryptable), 3);
+}
+
+#[test]
+fn a_missed_call_is_an_unread_entry_of_the_history_that_vanishes_and_sends_no_receipt() {
+    let mut net = Net::new();
+    let (bob, alice) = net.add_each_other();
+    let timer = VanishingTimer::from_secs(30).unwrap();
+    net.input(1, Input::TimerSet { contact: alice, timer });
+    net.deliver_all();
+    let video = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n";
+    let video = signal(call_id(8), Signal::Offer(Sdp::new(video.into()).unwrap()));
+    net.call(0, bob, video).unwrap();
+    net.deliver_all();
+    net.call(0, bob, signal(call_id(8), Signal::HangUp(HangUpReason::NoAnswer))).unwrap();
+    net.deliver_all();
+
+    let entries: Vec<_> = net.nodes[1]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::MessageReceived(m) if m.call.is_some() => Some(m.clone()),
+            _ => None,
+        })
+        .collect();
+    let [entry] = entries.as_slice() else { panic!("one entry, got {entries:?}") };
+    let missed = CallEntry { call_id: call_id(8), outcome: CallOutcome::Missed, video: true };
+    assert_eq!(entry.call, Some(missed));
+    assert_eq!(
+        (entry.contact, entry.direction, entry.status, entry.text.as_str(), entry.timer),
+        (alice, Direction::Incoming, Status::Unread, "", timer)
+    );
+    assert!(
+        net.nodes[1].writes.iter().any(|w| matches!(w, Write::Message(m) if m == entry)),
+        "kept in the store"
+    );
+    assert!(net.nodes[0].events.iter().all(|e| !matches!(e, Event::MessageReceived(_))));
+
+    // Read with a text: the text's read receipt is queued, none for the
+    // entry (Alice never sent its id).
+    let hello = net.send(0, bob, "hello");
+    net.deliver_all();
+    net.input(1, Input::MessagesRead { contact: alice, ids: vec![entry.id] });
+    assert!(
+        net.nodes[1]
+            .writes
+            .iter()
+            .any(|w| matches!(w, Write::Status { id, status: Status::Seen } if *id == entry.id))
+    );
+    assert!(net.wire.is_empty(), "no receipt for a missed call");
+    net.input(1, Input::MessagesRead { contact: alice, ids: vec![hello] });
+    assert_eq!(net.wire.len(), 1, "the text's read receipt");
+    net.deliver_all();
+    assert_eq!(net.status_of(0, hello), Some(Status::Read));
+
+    // Its timer started when it was read.
+    net.advance(Duration::from_secs(31));
+    assert!(net.nodes[1].events.contains(&Event::MessageExpired { id: entry.id }));
+
+    // Refused as busy by Bob's page (he is in another call): missed too.
+    // Declined by Bob himself: not.
+    net.call(0, bob, offer(call_id(9))).unwrap();
+    net.call(0, bob, offer(call_id(10))).unwrap();
+    net.deliver_all();
+    net.call(1, alice, signal(call_id(9), Signal::Reject(RejectReason::Busy))).unwrap();
+    net.call(1, alice, signal(call_id(10), Signal::Reject(RejectReason::Declined))).unwrap();
+    let missed = net.nodes[1].events.iter().filter_map(|e| match e {
+        Event::MessageReceived(m) => m.call.map(|c| (c.call_id, c.video)),
+        _ => None,
+    });
+    assert_eq!(missed.collect::<Vec<_>>(), [(call_id(8), true), (call_id(9), false)]);
+    assert_eq!(net.nodes[1].messenger.ringing().count(), 0);
 }
 
 #[test]

@@ -1138,6 +1138,9 @@ fn media_beyond(frames: u64, packets: u64) -> String {
     )
 }
 
+/// The first missed call's entry in the open conversation's history.
+const MISSED_ENTRY: &str = "document.querySelector('#messages .call-entry[data-call=\"missed\"]')";
+
 async fn wait_for_log(browser: &mut Browser, page: &Page, kind: &str) {
     browser
         .wait(page, &format!("{CALL_LOG}.includes({})", json!(kind)), &format!("a `{kind}` call"))
@@ -1296,19 +1299,34 @@ async fn a_tampered_offer_is_refused() {
     browser.wait(&a, &format!("{CALL_STATE} === 'ringing'"), "Alice's second call to ring").await;
     browser.wait(&b, &format!("{CALL_STATE} === 'incoming'"), "Alice's second call").await;
     browser.click(&a, "#call-hangup").await;
-    wait_for_log(&mut browser, &b, "missed").await;
+    // The missed call is an entry of Bob's history, written by his node.
+    browser.wait(&b, &format!("!!{MISSED_ENTRY}"), "a missed call in Bob's history").await;
     wait_for_log(&mut browser, &a, "unanswered").await;
     browser.wait(&b, &format!("{CALL_STATE} === 'ended'"), "the ringing to stop").await;
+    let status = browser.eval(&b, "document.getElementById('call-status').textContent").await;
+    assert_eq!(status, json!("Missed call"));
+    browser.click(&b, "#call-close").await;
     browser.screenshot(&b, "call-missed").await;
     let texts = browser
         .eval(&b, "[...document.querySelectorAll('#call-log .call-text')].map(e => e.textContent)")
         .await;
-    assert_eq!(texts, json!(["You declined a call · Audio", "Missed call · Video"]));
-    // The log is the page's: it is still there after a reload.
+    assert_eq!(texts, json!(["You declined a call · Audio"]), "the page's log of calls taken");
+    let missed = browser.eval(&b, &format!("{MISSED_ENTRY}.textContent")).await;
+    assert!(missed.as_str().is_some_and(|text| text.starts_with("Missed video call")), "{missed}");
+    // Both are still there after a reload: the entry from the node's
+    // history, the log from the page's storage.
     browser.goto(&b, &format!("http://{}/", bob.api.local_addr)).await;
     browser.wait(&b, "document.body.dataset.ready === 'true'", "the app again").await;
+    browser
+        .wait(
+            &b,
+            "document.querySelector('#conversations .last')?.textContent === 'Missed video call'",
+            "the missed call as the conversation's last message",
+        )
+        .await;
     browser.click(&b, "#conversations button").await;
-    wait_for_log(&mut browser, &b, "missed").await;
+    browser.wait(&b, &format!("!!{MISSED_ENTRY}"), "the missed call after a reload").await;
+    wait_for_log(&mut browser, &b, "declined").await;
 
     browser.assert_clean();
     eprintln!("a_tampered_offer_is_refused: {:?}", started.elapsed());

@@ -155,8 +155,14 @@ function reloadListSoon() {
   }, 150);
 }
 
+/** What the history says of a call entry (written by the node, never sent). */
+function callText(call) {
+  return call.video ? 'Missed video call' : 'Missed voice call';
+}
+
 function preview(message) {
   if (!message) return 'No messages yet';
+  if (message.call) return callText(message.call);
   const prefix = message.direction === 'out' ? 'You: ' : '';
   return prefix + (message.file ? `File: ${message.text}` : message.text);
 }
@@ -319,6 +325,7 @@ const STATUS_TEXT = {
 };
 
 function renderMessage(message) {
+  if (message.call) return renderCallEntry(message);
   const li = el('li', `message ${message.direction}`);
   li.dataset.id = message.id;
   li.dataset.status = message.status;
@@ -350,6 +357,26 @@ function renderMessage(message) {
   }
   bubble.append(meta);
   li.append(bubble);
+  return li;
+}
+
+/** A call in the history: a line across the conversation, not a bubble. */
+function renderCallEntry(message) {
+  const li = el('li', `message call-entry call-${message.call.outcome}`);
+  li.dataset.id = message.id;
+  li.dataset.status = message.status;
+  li.dataset.call = message.call.outcome;
+  li.append(el('span', 'call-text', callText(message.call)));
+  const time = el('time', 'when', formatTime(message.sent_at));
+  time.dateTime = new Date(message.sent_at).toISOString();
+  time.title = FULL.format(message.sent_at);
+  li.append(time);
+  if (message.expires_at) {
+    const left = el('span', 'expiry', `vanishes in ${formatLeft(message.expires_at - Date.now())}`);
+    left.dataset.expiresAt = String(message.expires_at);
+    li.append(left);
+    li.classList.add('vanishing');
+  }
   return li;
 }
 

@@ -34,8 +34,6 @@ let hooks = null;
 let active = null;
 /** call id -> candidates that came before the call's offer or answer. */
 const early = new Map();
-/** call id -> whether it offered video, for the latest offers (the missed-call log). */
-const offered = new Map();
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -87,10 +85,11 @@ function loadLog() {
 }
 
 /**
- * Adds an entry to a conversation's call log: `kind` is `missed`,
- * `declined` (by us), `rejected` (by them), `busy`, `ended`, `unanswered`
- * or `failed`. Kept in this page's localStorage, per node: the node keeps
- * no call history (docs/web.md).
+ * Adds an entry to a conversation's call log: `kind` is `declined` (by
+ * us), `rejected` (by them), `busy`, `ended`, `unanswered` or `failed`.
+ * Kept in this page's localStorage, per node: the node sees a call's
+ * signals, not how it went. A missed call is the node's: an entry of the
+ * history (docs/web.md).
  */
 function logCall(contact, callId, kind, video, durationMs) {
   const log = loadLog();
@@ -280,7 +279,7 @@ function finish(current, kind) {
   if (current.pc) current.pc.close();
   stopTracks(current);
   const duration = current.connectedAt ? Date.now() - current.connectedAt : 0;
-  // A missed call is logged from the node's call_missed event.
+  // A missed call is in the history: the node wrote it.
   if (kind !== 'missed') logCall(current.contact, current.id, kind, current.video, duration);
   $('remote-video').srcObject = null;
   $('local-video').srcObject = null;
@@ -305,7 +304,9 @@ export function onCallEvent(event) {
       onSignal(event).catch(hooks.quietError);
       return true;
     case 'call_missed':
-      logCall(event.contact, event.call_id, 'missed', offered.get(event.call_id), 0);
+      // It rang out here (the caller vanished): stop ringing. The entry in
+      // the history comes as a message_received.
+      if (active && active.id === event.call_id && active.state === 'incoming') finish(active, 'missed');
       if (hooks.current() !== event.contact) hooks.toast(`Missed call from ${hooks.name(event.contact)}.`);
       return true;
     case 'call_signal_failed':
@@ -326,10 +327,8 @@ async function onSignal(event) {
   switch (signal.type) {
     case 'offer': {
       if (current) return;
-      if (offered.size >= MAX_EARLY_CALLS) offered.delete(offered.keys().next().value);
-      offered.set(event.call_id, /^m=video /m.test(signal.sdp));
       if (active) {
-        // In another call: say so, and leave this one to the missed-call log.
+        // In another call: say so; the node makes it a missed call.
         send({ id: event.call_id, contact: event.contact, chain: Promise.resolve() },
           { type: 'reject', reason: 'busy' }).catch(() => {});
         return;

@@ -208,6 +208,7 @@ fn history(c: &mut Criterion) {
                             timer: VanishingTimer::OFF,
                             expires_at: None,
                             file: None,
+                            call: None,
                         })
                     })
                     .collect();

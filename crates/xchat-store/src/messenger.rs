@@ -16,8 +16,8 @@ use xchat_core::contact::{Contact, ContactId};
 use xchat_core::io::Write;
 use xchat_core::messenger::{MAX_REMEMBERED_IDS, PeerDevice, State};
 use xchat_core::record::{
-    Awaits, ConversationRecord, Direction, FailReason, MessageRecord, OutboxEntry, OutboxId,
-    PeerRecord, Settings, Status, Waiting,
+    Awaits, CallEntry, CallOutcome, ConversationRecord, Direction, FailReason, MessageRecord,
+    OutboxEntry, OutboxId, PeerRecord, Settings, Status, UnreadRecord, Waiting,
 };
 use xchat_core::retry::Route;
 use xchat_core::time::UnixMillis;
@@ -27,7 +27,7 @@ use xchat_crypto::file::{FileDigest, FileKey};
 use xchat_crypto::ratchet::Session;
 use xchat_crypto::signature::VerifyingKey;
 use xchat_proto::content::{
-    FileDescriptor, FileId, FileName, MediaType, MessageId, VanishingTimer,
+    CallId, FileDescriptor, FileId, FileName, MediaType, MessageId, VanishingTimer,
 };
 use zeroize::Zeroizing;
 
@@ -199,14 +199,15 @@ impl Batch<'_> {
         let (status, reason) = status_code(message.status);
         self.execute(
             "INSERT INTO messages (id, contact, direction, sent_at, received_at, text, status,
-                 fail_reason, timer_seconds, expires_at, file)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 fail_reason, timer_seconds, expires_at, file, call_id, call_outcome, call_video)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
              ON CONFLICT (id) DO UPDATE SET contact = excluded.contact,
                  direction = excluded.direction, sent_at = excluded.sent_at,
                  received_at = excluded.received_at, text = excluded.text,
                  status = excluded.status, fail_reason = excluded.fail_reason,
                  timer_seconds = excluded.timer_seconds, expires_at = excluded.expires_at,
-                 file = excluded.file",
+                 file = excluded.file, call_id = excluded.call_id,
+                 call_outcome = excluded.call_outcome, call_video = excluded.call_video",
             params![
                 &message.id.as_bytes()[..],
                 &message.contact.0[..],
@@ -219,9 +220,13 @@ impl Batch<'_> {
                 message.timer.as_secs(),
                 message.expires_at.map(|at| sql_ms(at.0)),
                 message.file.map(|file| file.as_bytes().to_vec()),
+                message.call.map(|call| call.call_id.as_bytes().to_vec()),
+                message.call.map(|call| call_outcome_code(call.outcome)),
+                message.call.map(|call| call.video),
             ],
         )?;
-        if message.direction == Direction::Incoming {
+        // A call's entry was written here: its id was never on the wire.
+        if message.direction == Direction::Incoming && message.call.is_none() {
             self.execute(
                 "INSERT INTO received_ids (id) VALUES (?1)",
                 [&message.id.as_bytes()[..]],
@@ -317,19 +322,21 @@ impl Store {
         let mut sent = Vec::new();
         let mut unread = Vec::new();
         let open = self.collect(
-            "SELECT id, contact, direction, timer_seconds FROM messages INDEXED BY messages_open
+            "SELECT id, contact, direction, timer_seconds, call_id IS NULL
+             FROM messages INDEXED BY messages_open
              WHERE (direction = 0 AND status NOT IN (5, 6)) OR (direction = 1 AND status = 7)",
             [],
             |row| {
                 let id = (message_id(row, 0)?, contact_id(row, 1)?);
-                Ok((id, row.get::<_, i64>(2)? == 0, timer(row, 3)?))
+                Ok((id, row.get::<_, i64>(2)? == 0, timer(row, 3)?, row.get::<_, bool>(4)?))
             },
         )?;
-        for ((id, contact), outgoing, timer) in open {
+        for ((id, contact), outgoing, timer, receipt) in open {
             if outgoing {
                 sent.push((id, contact));
             } else {
-                unread.push((id, contact, timer));
+                // A call's entry was written here, not sent: no receipt for it.
+                unread.push(UnreadRecord { id, contact, timer, receipt });
             }
         }
         Ok(State {
@@ -463,7 +470,8 @@ impl Store {
     ) -> Result<Vec<MessageRecord>, StoreError> {
         let limit = i64::try_from(limit.min(MAX_HISTORY_PAGE)).unwrap_or(0);
         const COLUMNS: &str = "SELECT id, contact, direction, sent_at, received_at, text, status,
-                 fail_reason, timer_seconds, expires_at, file FROM messages INDEXED BY messages_history";
+                 fail_reason, timer_seconds, expires_at, file, call_id, call_outcome, call_video
+                 FROM messages INDEXED BY messages_history";
         match before {
             Some((sent_at, id)) => self.collect(
                 &format!(
@@ -513,7 +521,7 @@ impl Store {
         self.conn()
             .prepare_cached(
                 "SELECT id, contact, direction, sent_at, received_at, text, status, fail_reason,
-                     timer_seconds, expires_at, file
+                     timer_seconds, expires_at, file, call_id, call_outcome, call_video
                  FROM messages WHERE id = ?1",
             )?
             .query_row([&id.as_bytes()[..]], |row| Ok(message_record(row)))
@@ -607,7 +615,34 @@ fn message_record(row: &Row<'_>) -> Result<MessageRecord, StoreError> {
             .map_err(rusqlite::Error::from)?
             .map(|bytes| bytes.try_into().map(FileId::from_bytes).map_err(|_| corrupt()))
             .transpose()?,
+        call: call_entry(row, 11)?,
     })
+}
+
+/// The call entry in columns `column` (its id), `column + 1` (its
+/// outcome) and `column + 2` (video or not): all set, or none.
+fn call_entry(row: &Row<'_>, column: usize) -> Result<Option<CallEntry>, StoreError> {
+    let id = row.get_ref(column)?.as_blob_or_null().map_err(rusqlite::Error::from)?;
+    let outcome = row.get::<_, Option<i64>>(column + 1)?;
+    let video = row.get::<_, Option<bool>>(column + 2)?;
+    match (id, outcome, video) {
+        (None, None, None) => Ok(None),
+        (Some(id), Some(outcome), Some(video)) => Ok(Some(CallEntry {
+            call_id: CallId::from_bytes(id.try_into().map_err(|_| corrupt())?),
+            outcome: match outcome {
+                1 => CallOutcome::Missed,
+                _ => return Err(corrupt()),
+            },
+            video,
+        })),
+        _ => Err(corrupt()),
+    }
+}
+
+fn call_outcome_code(outcome: CallOutcome) -> i64 {
+    match outcome {
+        CallOutcome::Missed => 1,
+    }
 }
 
 fn transfer_record(row: &Row<'_>) -> Result<TransferRecord, StoreError> {

@@ -12,13 +12,13 @@ use rand_core::{RngCore, SeedableRng};
 use xchat_core::contact::{Contact, ContactId};
 use xchat_core::io::Write;
 use xchat_core::record::{
-    Awaits, ConversationRecord, Direction, FailReason, MessageRecord, OutboxEntry, OutboxId,
-    Settings, Status, Waiting,
+    Awaits, CallEntry, CallOutcome, ConversationRecord, Direction, FailReason, MessageRecord,
+    OutboxEntry, OutboxId, Settings, Status, UnreadRecord, Waiting,
 };
 use xchat_core::retry::Route;
 use xchat_core::time::UnixMillis;
 use xchat_crypto::device::DeviceId;
-use xchat_proto::content::{MessageId, VanishingTimer};
+use xchat_proto::content::{CallId, MessageId, VanishingTimer};
 use xchat_store::{MAX_HISTORY_PAGE, Store};
 
 fn contact(byte: u8) -> Contact {
@@ -53,6 +53,7 @@ fn message(
         timer: VanishingTimer::OFF,
         expires_at: None,
         file: None,
+        call: None,
     }
 }
 
@@ -111,6 +112,15 @@ fn every_write_reads_back_as_the_state_a_messenger_loads() {
     let unread = MessageRecord { timer, ..message(&mut rng, alice.id, 5, Status::Unread) };
     let seen = message(&mut rng, alice.id, 6, Status::Unread);
     let vanished = message(&mut rng, alice.id, 7, Status::Seen);
+    let missed = MessageRecord {
+        text: String::new(),
+        call: Some(CallEntry {
+            call_id: CallId::from_bytes([9; 16]),
+            outcome: CallOutcome::Missed,
+            video: true,
+        }),
+        ..message(&mut rng, alice.id, 8, Status::Unread)
+    };
     let entry = OutboxEntry {
         id: OutboxId(u64::MAX - 7),
         message: pending.id,
@@ -146,7 +156,7 @@ fn every_write_reads_back_as_the_state_a_messenger_loads() {
         Write::Waiting(waiting.clone()),
         Write::SeenEnvelope { hash, contact: alice.id, message: unread.id },
     ];
-    for record in [&pending, &delivered, &read, &failed, &unread, &seen, &vanished] {
+    for record in [&pending, &delivered, &read, &failed, &unread, &seen, &vanished, &missed] {
         writes.push(Write::Message(record.clone()));
     }
     writes.extend([
@@ -173,9 +183,23 @@ fn every_write_reads_back_as_the_state_a_messenger_loads() {
     let mut expected = vec![(pending.id, alice.id), (delivered.id, alice.id)];
     expected.sort();
     assert_eq!(sent, expected, "outgoing messages that may still get a receipt");
-    assert_eq!(state.unread, [(unread.id, alice.id, timer)]);
+    assert_eq!(
+        state.unread,
+        [
+            UnreadRecord { id: unread.id, contact: alice.id, timer, receipt: true },
+            UnreadRecord {
+                id: missed.id,
+                contact: alice.id,
+                timer: VanishingTimer::OFF,
+                receipt: false,
+            },
+        ],
+        "a missed call's entry is unread, and reading it sends no receipt"
+    );
+    assert_eq!(store.message(missed.id).unwrap(), Some(missed.clone()));
     assert_eq!(state.expiring, [(seen.id, UnixMillis(500))]);
-    // Every received id, also of the message that vanished, oldest first.
+    // Every received id, also of the message that vanished, oldest first
+    // (a call's entry was written here, not received).
     assert_eq!(state.received, [unread.id, seen.id, vanished.id]);
     assert_eq!(store.message(vanished.id).unwrap(), None);
     let failed = store.message(failed.id).unwrap().unwrap();

@@ -48,7 +48,7 @@ use rand_core::{RngCore, SeedableRng};
 use xchat_core::contact::{Added, ContactId};
 use xchat_core::io::{CommandError, Done, Event, Write};
 use xchat_core::messenger::State;
-use xchat_core::record::{OutboxId, Status};
+use xchat_core::record::{OutboxId, Status, UnreadRecord};
 use xchat_core::retry::Route;
 use xchat_core::time::UnixMillis;
 use xchat_core::{Effect, Input, Messenger};
@@ -868,7 +868,12 @@ pub fn restore(writes: &[(UnixMillis, Write)]) -> State {
             }
             Direction::Incoming => {
                 if *status == Status::Unread {
-                    unread.push((*id, record.contact, record.timer));
+                    unread.push(UnreadRecord {
+                        id: *id,
+                        contact: record.contact,
+                        timer: record.timer,
+                        receipt: record.call.is_none(),
+                    });
                 }
             }
         }

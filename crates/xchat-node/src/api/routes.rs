@@ -227,7 +227,7 @@ pub async fn conversations(Extract(state): Extract<State>) -> Answer {
                     .iter()
                     .find(|c| c.contact == contact.id)
                     .map_or(VanishingTimer::OFF, |c| c.timer);
-                let unread = loaded.unread.iter().filter(|(_, c, _)| *c == contact.id).count();
+                let unread = loaded.unread.iter().filter(|u| u.contact == contact.id).count();
                 let at = last.as_ref().map_or(0, |m| m.sent_at.0);
                 listed.push((
                     Conversation {

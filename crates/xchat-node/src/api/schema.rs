@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use xchat_core::contact::{Added, Contact, ContactId};
 use xchat_core::io::Event;
-use xchat_core::record::{Direction, MessageRecord, Status};
+use xchat_core::record::{CallOutcome, Direction, MessageRecord, Status};
 use xchat_core::transfer::{TransferRecord, TransferState};
 use xchat_proto::content::{
     CALL_ID_BYTES, CallId, CallSignal, FILE_ID_BYTES, FileId, HangUpReason, IceCandidate,
@@ -173,14 +173,38 @@ pub struct Message {
     pub sent_at: u64,
     /// When this device wrote it down.
     pub received_at: u64,
-    /// The text (for a file: its name).
+    /// The text (for a file: its name; empty for a call).
     pub text: String,
     /// The file it offers, if any.
     pub file: Option<String>,
+    /// The call it records, if it is a call's entry (written by this node,
+    /// never sent: a missed call, say).
+    pub call: Option<CallEntryJson>,
     /// Where it stands.
     pub status: StatusJson,
     /// When it vanishes, if its timer runs.
     pub expires_at: Option<u64>,
+}
+
+/// A call as the history shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CallEntry)]
+pub struct CallEntryJson {
+    /// The call's id (32 hex digits), as in its `call_signal` events.
+    pub call_id: String,
+    /// How it went.
+    pub outcome: CallOutcomeJson,
+    /// Whether it was a video call (else audio only).
+    pub video: bool,
+}
+
+/// How a call went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = CallOutcome)]
+pub enum CallOutcomeJson {
+    /// It rang here and nobody took it.
+    Missed,
 }
 
 impl From<&MessageRecord> for Message {
@@ -196,6 +220,13 @@ impl From<&MessageRecord> for Message {
             received_at: message.received_at.0,
             text: message.text.clone(),
             file: message.file.map(|file| hex::encode(file.as_bytes())),
+            call: message.call.map(|call| CallEntryJson {
+                call_id: hex::encode(call.call_id.as_bytes()),
+                outcome: match call.outcome {
+                    CallOutcome::Missed => CallOutcomeJson::Missed,
+                },
+                video: call.video,
+            }),
             status: message.status.into(),
             expires_at: message.expires_at.map(|at| at.0),
         }
