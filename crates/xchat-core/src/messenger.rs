@@ -144,6 +144,11 @@ pub struct Messenger {
     /// only way left). Not persisted: a restart starts from the usual
     /// routes.
     mailbox_failed: BTreeSet<OutboxId>,
+    /// Outbox entries with an attempt on its way, and when it started: no
+    /// other attempt starts until its outcome comes (or
+    /// [`retry::ATTEMPT_TIMEOUT`] passed). Not persisted: after a restart
+    /// nothing is on its way.
+    attempting: BTreeMap<OutboxId, UnixMillis>,
     waiting: BTreeMap<MessageId, Waiting>,
     refetch_at: BTreeMap<ContactId, UnixMillis>,
     sent: BTreeMap<MessageId, ContactId>,
@@ -227,6 +232,7 @@ impl Messenger {
             timers: state.conversations.iter().map(|c| (c.contact, c.timer)).collect(),
             outbox: state.outbox.into_iter().map(|e| (e.id, e)).collect(),
             mailbox_failed: BTreeSet::new(),
+            attempting: BTreeMap::new(),
             waiting: state.waiting.into_iter().map(|w| (w.message, w)).collect(),
             refetch_at: BTreeMap::new(),
             sent: state.sent.into_iter().collect(),
@@ -326,7 +332,7 @@ impl Messenger {
     /// outbox retry or bundle refetch.
     pub fn next_deadline(&self) -> Option<UnixMillis> {
         let expiry = self.expiring.first().map(|(at, _)| *at);
-        let retry = self.outbox.values().map(|e| e.next_attempt_at).min();
+        let retry = self.outbox.values().map(|e| self.retry_at(e)).min();
         let refetch = self.refetch_at.values().min().copied();
         // Receipts are due at once: whenever the node has no input waiting.
         let receipts = (!self.pending_receipts.is_empty()).then_some(UnixMillis(0));
@@ -437,6 +443,7 @@ impl Messenger {
             }
             Input::EnvelopeReceived { envelope } => self.receive(&envelope, now, rng, &mut out),
             Input::SendAcknowledged { entry, route } => {
+                self.attempting.remove(&entry);
                 if let Some(call) = self.call_sends.remove(&entry) {
                     self.calls_delivered.insert(call.signal);
                 } else {
@@ -444,9 +451,17 @@ impl Messenger {
                 }
             }
             Input::SendFailed { entry, route } => {
-                // The retry is already scheduled. A mailbox that failed says
-                // nothing about the device; a device that failed directly
-                // is not reachable directly.
+                // The next attempt waits its backoff from now: the failed one
+                // may have waited long in the node's queues. A mailbox that
+                // failed says nothing about the device; a device that failed
+                // directly is not reachable directly.
+                if self.attempting.remove(&entry).is_some()
+                    && let Some(outbox) = self.outbox.get_mut(&entry)
+                {
+                    let attempt = outbox.attempts.saturating_sub(1);
+                    outbox.next_attempt_at = retry::next_attempt(attempt, now, rng);
+                    out.push(Effect::Write(Write::Outbox(outbox.clone())));
+                }
                 if route == Route::Mailbox && self.outbox.contains_key(&entry) {
                     self.mailbox_failed.insert(entry);
                 }
@@ -1224,6 +1239,7 @@ impl Messenger {
             mailbox: self.mailbox_of(route, identity, device, now),
             envelope: entry.envelope.clone(),
         }));
+        self.attempting.insert(id, now);
         self.outbox.insert(id, entry);
     }
 
@@ -1289,7 +1305,7 @@ impl Messenger {
     /// Sends every outbox entry whose retry is due.
     fn retry_due(&mut self, now: UnixMillis, rng: &mut impl CryptoRng, out: &mut Vec<Effect>) {
         let due: Vec<OutboxId> =
-            self.outbox.values().filter(|e| e.next_attempt_at <= now).map(|e| e.id).collect();
+            self.outbox.values().filter(|e| self.retry_at(e) <= now).map(|e| e.id).collect();
         for id in due {
             let Some(mut entry) = self.outbox.remove(&id) else { continue };
             if retry::expired(entry.queued_at, now) {
@@ -1326,7 +1342,17 @@ impl Messenger {
                 mailbox: self.mailbox_of(route, &entry.identity, entry.device, now),
                 envelope: entry.envelope.clone(),
             }));
+            self.attempting.insert(id, now);
             self.outbox.insert(id, entry);
+        }
+    }
+
+    /// When `entry` is next tried: when its backoff ends, but not before
+    /// the attempt on its way ended or timed out.
+    fn retry_at(&self, entry: &OutboxEntry) -> UnixMillis {
+        match self.attempting.get(&entry.id) {
+            Some(since) => entry.next_attempt_at.max(since.saturating_add(retry::ATTEMPT_TIMEOUT)),
+            None => entry.next_attempt_at,
         }
     }
 

@@ -46,6 +46,16 @@ pub const MAILBOX_REFRESH: Duration = Duration::from_secs(3 * 24 * 60 * 60);
 /// (receipts late by seconds) a flood of them.
 pub const RECEIPT_PATIENCE: Duration = Duration::from_secs(10 * 60);
 
+/// Longest an attempt is waited for before the next one may start. An
+/// attempt is one at a time per envelope: the next is scheduled from when
+/// the last one ended (the node reports every attempt's outcome), not from
+/// when it was queued, so an attempt that waits seconds behind others in a
+/// busy node is not doubled by a retry, and the retries of a loaded node do
+/// not snowball into mailbox stores. This bounds the wait if an outcome
+/// never comes (the node's direct delivery gives up after 30 s, a mailbox
+/// store sooner than this).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2 * 60);
+
 /// The route of attempt number `attempt` (0 is the first), given whether
 /// the device is believed reachable now.
 pub fn route(attempt: u32, reachable: bool) -> Route {
@@ -67,9 +77,9 @@ pub fn retry_route(
     }
 }
 
-/// When to try again after attempt number `attempt` (0 is the first) ended
-/// at `now`: `FIRST_BACKOFF` doubled per attempt, capped at `MAX_BACKOFF`,
-/// plus up to 10% of jitter.
+/// When to try again after attempt number `attempt` (0 is the first)
+/// started or ended at `now`: `FIRST_BACKOFF` doubled per attempt, capped
+/// at `MAX_BACKOFF`, plus up to 10% of jitter.
 pub fn next_attempt(attempt: u32, now: UnixMillis, rng: &mut impl CryptoRng) -> UnixMillis {
     let doublings = attempt.min(16);
     let backoff = FIRST_BACKOFF.saturating_mul(1 << doublings).min(MAX_BACKOFF);

@@ -15,7 +15,7 @@ use xchat_core::contact::ContactId;
 use xchat_core::io::{CommandError, Done, Event, FetchFile, Refusal, Write};
 use xchat_core::messenger::State;
 use xchat_core::record::{CallEntry, CallOutcome, Direction, Status};
-use xchat_core::retry::Route;
+use xchat_core::retry::{self, Route};
 use xchat_core::time::UnixMillis;
 use xchat_core::transfer::{TransferFailure, TransferState};
 use xchat_core::{Effect, Input, Messenger};
@@ -385,6 +385,51 @@ fn after_a_failed_mailbox_store_the_retry_goes_direct() {
         .find_map(|e| if let Effect::Send(send) = e { Some(send) } else { None })
         .expect("a retry");
     assert_eq!((retry.entry, retry.route), (send.entry, Route::Direct));
+}
+
+#[test]
+fn an_attempt_is_not_doubled_while_it_waits_in_the_node_and_the_backoff_runs_from_its_end() {
+    let mut net = Net::new();
+    let (bob, _) = net.add_each_other();
+    let identity = *net.nodes[1].messenger.identity().signing_key();
+    let device = net.nodes[1].messenger.device().device_id();
+    net.input(0, Input::DeviceReachable { identity, device, reachable: true });
+    let sends = |effects: Vec<Effect>| -> Vec<xchat_core::io::Send> {
+        effects
+            .into_iter()
+            .filter_map(|e| if let Effect::Send(s) = e { Some(s) } else { None })
+            .collect()
+    };
+    let at = |net: &mut Net, by: Duration, input: Input| {
+        net.now = net.now.saturating_add(by);
+        sends(net.nodes[0].messenger.handle(net.now, input, &mut net.rng))
+    };
+    let first = at(&mut net, Duration::ZERO, Input::TextSent { contact: bob, text: "busy".into() });
+    let [first] = first.as_slice() else { panic!("one attempt, got {first:?}") };
+    assert_eq!(first.route, Route::Direct);
+
+    // The node is slow to carry it out (queued behind others): long past
+    // the first backoff, no second attempt joins it.
+    for _ in 0..10 {
+        assert_eq!(at(&mut net, Duration::from_secs(5), Input::TimePassed), []);
+    }
+    // It fails at last: the next attempt waits its backoff from now.
+    let failed = Input::SendFailed { entry: first.entry, route: Route::Direct };
+    assert_eq!(at(&mut net, Duration::ZERO, failed), []);
+    assert_eq!(at(&mut net, Duration::from_millis(1_900), Input::TimePassed), []);
+    let retry = at(&mut net, Duration::from_millis(400), Input::TimePassed);
+    assert_eq!(retry.iter().map(|s| s.entry).collect::<Vec<_>>(), [first.entry]);
+
+    // An attempt whose outcome never comes is waited for at most
+    // ATTEMPT_TIMEOUT.
+    let deadline = net.nodes[0].messenger.next_deadline().unwrap();
+    assert!(deadline.since(net.now) >= retry::ATTEMPT_TIMEOUT - Duration::from_secs(1));
+    assert_eq!(
+        at(&mut net, retry::ATTEMPT_TIMEOUT - Duration::from_secs(1), Input::TimePassed),
+        []
+    );
+    let again = at(&mut net, Duration::from_secs(2), Input::TimePassed);
+    assert_eq!(again.iter().map(|s| s.entry).collect::<Vec<_>>(), [first.entry]);
 }
 
 #[test]
