@@ -788,14 +788,29 @@ async fn a_tampered_offer_is_refused() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(refused(Refusal::Malformed).await + refused(Refusal::Undecryptable).await >= 1);
-    // A moment for anything that would wrongly reach the page.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(browser.eval(&b, CALL_STATE).await, Value::Null, "Bob's page never rang");
-    assert_eq!(browser.eval(&b, "document.body.classList.contains('ringing')").await, false);
+    assert_eq!(browser.eval(&b, CALL_STATE).await, Value::Null, "Bob's page rang");
 
-    // Alice's honest offer still rings; Bob declines it.
+    // Alice's honest offer rings. It leaves after Bob's node handled
+    // Carol's offer and the forged envelope, and the node's events reach
+    // the page in order: had either become a `call_signal`, the page would
+    // have counted it before this one. So the page must have seen exactly
+    // one offer, Alice's, however fast or slow the machine is.
+    let alice_at_bob = browser
+        .eval(&b, "fetch('/api/v1/contacts').then(r => r.json()).then(c => c.find(x => x.name === 'Alice').id)")
+        .await;
     browser.click(&a, "#call-audio-button").await;
+    let offers = browser
+        .wait(
+            &b,
+            &format!(
+                "(() => {{ const o = window.xchatCall.offers(); return o.latest.some(x => x.contact === {alice_at_bob}) && o; }})()"
+            ),
+            "Alice's offer at Bob's page",
+        )
+        .await;
+    assert_eq!(offers["count"], json!(1), "Bob's page saw another offer than Alice's: {offers}");
     browser.wait(&b, &format!("{CALL_STATE} === 'incoming'"), "Alice's call").await;
+    assert_eq!(browser.eval(&b, "document.getElementById('call-peer').textContent").await, "Alice");
     browser.click(&b, "#call-decline").await;
     wait_for_log(&mut browser, &b, "declined").await;
     wait_for_log(&mut browser, &a, "rejected").await;

@@ -36,6 +36,9 @@ let active = null;
 const early = new Map();
 /** call id -> whether it offered video, for the latest offers (the missed-call log). */
 const offered = new Map();
+/** Offers that reached this page since it loaded: how many, and the latest (for diagnostics and the tests). */
+const MAX_SEEN_OFFERS = 16;
+const seenOffers = { count: 0, latest: [] };
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -325,6 +328,9 @@ async function onSignal(event) {
   const current = active && active.id === event.call_id && active.contact === event.contact ? active : null;
   switch (signal.type) {
     case 'offer': {
+      seenOffers.count += 1;
+      if (seenOffers.latest.length >= MAX_SEEN_OFFERS) seenOffers.latest.shift();
+      seenOffers.latest.push({ callId: event.call_id, contact: event.contact });
       if (current) return;
       if (offered.size >= MAX_EARLY_CALLS) offered.delete(offered.keys().next().value);
       offered.set(event.call_id, /^m=video /m.test(signal.sdp));
@@ -477,5 +483,6 @@ export function initCalls(h) {
     if (active && active.connectedAt) $('call-status').textContent = formatDuration(Date.now() - active.connectedAt);
   }, 1000);
   window.addEventListener('pagehide', () => { if (active) hangUp('normal'); });
-  Object.defineProperty(window, 'xchatCall', { value: Object.freeze({ stats }) });
+  const offers = () => ({ count: seenOffers.count, latest: seenOffers.latest.map((o) => ({ ...o })) });
+  Object.defineProperty(window, 'xchatCall', { value: Object.freeze({ stats, offers }) });
 }
