@@ -11,11 +11,17 @@
 //! UPDATE_GENERATED=1 cargo test -p xchat-node --test api openapi
 //! ```
 
+// The relays and the network settings the browser tests use too.
+#[allow(dead_code, reason = "this file uses a part of it")]
+#[path = "support/nodes.rs"]
+mod nodes;
+
 use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::StreamExt as _;
+use nodes::{BITS, network, relays};
 use rand_core::{OsRng, UnwrapErr};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite;
@@ -28,29 +34,6 @@ use xchat_node::{NodeConfig, Profile, ProfileDir, Relay, RunningNode, Unlock};
 
 /// Generous: a loaded 2-core machine compiles other crates while this runs.
 const WAIT: Duration = Duration::from_secs(120);
-/// Cheap stamps in tests, still checked by the relays.
-const BITS: u8 = 8;
-
-fn network(bootstrap: &[Relay]) -> xchat_net::Config {
-    xchat_net::Config {
-        listen_addresses: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        bootstrap_peers: bootstrap.iter().flat_map(|r| r.addresses.clone()).collect(),
-        enable_mdns: false,
-        mailbox: Some(xchat_net::mailbox::Config {
-            min_difficulty_bits: BITS,
-            ..xchat_net::mailbox::Config::default()
-        }),
-        ..xchat_net::Config::default()
-    }
-}
-
-async fn relays(count: usize) -> Vec<Relay> {
-    let mut relays: Vec<Relay> = Vec::new();
-    for _ in 0..count {
-        relays.push(xchat_node::start_relay(network(&relays)).await.unwrap());
-    }
-    relays
-}
 
 fn start(dir: &ProfileDir, relays: &[Relay]) -> RunningNode {
     let profile = if dir.exists() {

@@ -4,8 +4,14 @@
 //! DHT, messages both ways, and a message left in mailboxes while its
 //! recipient is stopped, read when it starts again.
 
+// The relays and the network settings the browser tests use too.
+#[allow(dead_code, reason = "this file uses a part of it")]
+#[path = "support/nodes.rs"]
+mod nodes;
+
 use std::time::Duration;
 
+use nodes::{BITS, network, relays};
 use rand_core::{OsRng, UnwrapErr};
 use tokio::sync::broadcast;
 use xchat_core::contact::{Added, ContactId};
@@ -16,30 +22,6 @@ use xchat_node::{NodeConfig, NodeHandle, Profile, ProfileDir, Relay, RunningNode
 
 /// Generous: a loaded 2-core machine compiles other crates while this runs.
 const WAIT: Duration = Duration::from_secs(120);
-/// Cheap stamps in tests, still checked by the relays.
-const BITS: u8 = 8;
-
-fn network(bootstrap: &[Relay]) -> xchat_net::Config {
-    xchat_net::Config {
-        listen_addresses: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        bootstrap_peers: bootstrap.iter().flat_map(|r| r.addresses.clone()).collect(),
-        enable_mdns: false,
-        mailbox: Some(xchat_net::mailbox::Config {
-            min_difficulty_bits: BITS,
-            ..xchat_net::mailbox::Config::default()
-        }),
-        ..xchat_net::Config::default()
-    }
-}
-
-async fn relays(count: usize) -> Vec<Relay> {
-    let mut relays: Vec<Relay> = Vec::new();
-    for _ in 0..count {
-        let relay = xchat_node::start_relay(network(&relays)).await.unwrap();
-        relays.push(relay);
-    }
-    relays
-}
 
 fn start(dir: &ProfileDir, relays: &[Relay]) -> RunningNode {
     let profile = if dir.exists() {

@@ -10,458 +10,25 @@
 //!
 //! Chromium comes from Debian's `chromium` package (`scripts/test.sh`
 //! installs it); without it these tests fail and say so.
+//!
+//! The DevTools client and the nodes are in `support/`, which the web UI's
+//! benchmark (`benches/web.rs`) shares: the UI's speed is measured there.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use futures::{SinkExt as _, StreamExt as _};
-use rand_core::{OsRng, TryRngCore as _, UnwrapErr};
+use rand_core::{OsRng, TryRngCore as _};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message as Frame;
-use xchat_crypto::address::Address;
-use xchat_crypto::phrase::RecoveryPhrase;
-use xchat_crypto::signature::SigningKey;
-use xchat_node::api::{self, Api, ApiConfig};
-use xchat_node::{NodeConfig, Profile, ProfileDir, Relay, RunningNode, Unlock};
+use support::browser::{Browser, Page, WAIT};
+use support::nodes::{LONG_CONVERSATION, User, long_conversation, stranger, two_users, user};
+use xchat_node::Relay;
+use xchat_node::api::{self, ApiConfig};
 
-/// Generous: a loaded 2-core machine compiles other crates while this runs.
-const WAIT: Duration = Duration::from_secs(90);
-/// Cheap stamps in tests, still checked by the relays.
-const BITS: u8 = 8;
-const WIDE: (u32, u32) = (1100, 720);
 const NARROW: (u32, u32) = (360, 720);
 
-// ---------- nodes ----------
-
-fn network(bootstrap: &[Relay]) -> xchat_net::Config {
-    xchat_net::Config {
-        listen_addresses: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        bootstrap_peers: bootstrap.iter().flat_map(|r| r.addresses.clone()).collect(),
-        enable_mdns: false,
-        mailbox: Some(xchat_net::mailbox::Config {
-            min_difficulty_bits: BITS,
-            ..xchat_net::mailbox::Config::default()
-        }),
-        ..xchat_net::Config::default()
-    }
-}
-
-async fn relays(count: usize) -> Vec<Relay> {
-    let mut relays: Vec<Relay> = Vec::new();
-    for _ in 0..count {
-        relays.push(xchat_node::start_relay(network(&relays)).await.unwrap());
-    }
-    relays
-}
-
-/// A node with its API, in a profile of its own.
-struct User {
-    _home: tempfile::TempDir,
-    dir: ProfileDir,
-    node: RunningNode,
-    api: Api,
-}
-
-async fn user(relays: &[Relay]) -> User {
-    let home = tempfile::tempdir().unwrap();
-    let dir = ProfileDir::new(home.path().join("profile"));
-    let phrase = RecoveryPhrase::generate(&mut UnwrapErr(OsRng));
-    let profile = Profile::create(
-        dir.clone(),
-        &phrase,
-        &Unlock::KeyFile,
-        xchat_node::now_ms(),
-        &mut UnwrapErr(OsRng),
-    )
-    .unwrap();
-    let node =
-        xchat_node::start(profile, NodeConfig { network: network(relays), stamp_bits: BITS })
-            .unwrap();
-    let api = api::serve(node.handle.clone(), &dir, ApiConfig::default()).await.unwrap();
-    User { _home: home, dir, node, api }
-}
-
-/// Two users whose nodes are on the network.
-async fn two_users() -> (Vec<Relay>, User, User) {
-    let relays = relays(3).await;
-    let alice = user(&relays).await;
-    let bob = user(&relays).await;
-    tokio::time::timeout(WAIT, alice.node.handle.published()).await.unwrap().unwrap();
-    tokio::time::timeout(WAIT, bob.node.handle.published()).await.unwrap().unwrap();
-    (relays, alice, bob)
-}
-
-// ---------- the browser ----------
-
-/// Headless Chromium and one DevTools connection to it.
-struct Browser {
-    child: Child,
-    _profile: tempfile::TempDir,
-    socket: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-    next_id: u64,
-    /// Script exceptions and CSP violations, by page session: a test ends
-    /// by checking there were none.
-    problems: Vec<(String, String)>,
-    /// Every console and log line, by page session, shown when a wait
-    /// gives up.
-    log: Vec<(String, String)>,
-}
-
-/// One page (tab) in a browser context of its own.
-#[derive(Clone)]
-struct Page {
-    session: String,
-    name: &'static str,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Browser {
-    async fn launch() -> Self {
-        let binary = ["chromium", "chromium-browser"]
-            .into_iter()
-            .find(|name| {
-                Command::new("sh")
-                    .args(["-c", &format!("command -v {name}")])
-                    .stdout(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success())
-            })
-            .unwrap_or_else(|| {
-                panic!(
-                    "Chromium is not installed: the web UI's tests need it. Run scripts/test.sh \
-                     (it installs it), or: apt-get install chromium"
-                )
-            });
-        let profile = tempfile::tempdir().unwrap();
-        let child = Command::new(binary)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
-                "--disable-extensions",
-                "--hide-scrollbars",
-                "--remote-debugging-port=0",
-                // Calls: a fake camera and microphone (a test pattern and a
-                // beep), granted without a prompt; remote media play at once.
-                "--use-fake-device-for-media-stream",
-                "--use-fake-ui-for-media-stream",
-                "--autoplay-policy=no-user-gesture-required",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("about:blank")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot start {binary}: {error}"));
-        // Chromium writes its port and the browser target's path here.
-        let file = profile.path().join("DevToolsActivePort");
-        let active = poll(Duration::from_secs(30), "Chromium's DevTools port", || {
-            std::fs::read_to_string(&file).ok().filter(|text| text.lines().count() >= 2)
-        })
-        .await;
-        let mut lines = active.lines();
-        let (port, path) = (lines.next().unwrap(), lines.next().unwrap());
-        let (socket, _) =
-            tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}{path}")).await.unwrap();
-        Self { child, _profile: profile, socket, next_id: 0, problems: Vec::new(), log: Vec::new() }
-    }
-
-    /// Sends one DevTools command and waits for its answer.
-    async fn send(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        let mut command = json!({"id": id, "method": method, "params": params});
-        if let Some(session) = session {
-            command["sessionId"] = json!(session);
-        }
-        self.socket.send(Frame::Text(command.to_string().into())).await.unwrap();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let frame = tokio::time::timeout_at(deadline.into(), self.socket.next())
-                .await
-                .unwrap_or_else(|_| panic!("no answer to {method}"))
-                .expect("the DevTools connection closed")
-                .unwrap();
-            let Frame::Text(text) = frame else { continue };
-            let message: Value = serde_json::from_str(&text).unwrap();
-            if message["id"] == json!(id) {
-                if let Some(error) = message.get("error") {
-                    panic!("{method} failed: {error}");
-                }
-                return message["result"].clone();
-            }
-            self.note(&message);
-        }
-    }
-
-    /// Keeps what a test must not ignore from an event.
-    fn note(&mut self, event: &Value) {
-        let session = event["sessionId"].as_str().unwrap_or("").to_owned();
-        match event["method"].as_str() {
-            Some("Runtime.exceptionThrown") => {
-                let details = &event["params"]["exceptionDetails"];
-                let text = details["exception"]["description"]
-                    .as_str()
-                    .or(details["text"].as_str())
-                    .unwrap_or("an exception")
-                    .to_owned();
-                self.problems.push((session, text));
-            }
-            Some("Runtime.consoleAPICalled") => {
-                let args = event["params"]["args"].as_array().cloned().unwrap_or_default();
-                let text: Vec<String> = args
-                    .iter()
-                    .map(|a| {
-                        a["value"].as_str().map_or_else(|| a["value"].to_string(), str::to_owned)
-                    })
-                    .collect();
-                self.log.push((session, format!("console: {}", text.join(" "))));
-            }
-            Some("Log.entryAdded") => {
-                let entry = &event["params"]["entry"];
-                let text = entry["text"].as_str().unwrap_or("").to_owned();
-                let url = entry["url"].as_str().unwrap_or("");
-                self.log.push((session.clone(), format!("{text} {url}")));
-                if text.contains("Content Security Policy") {
-                    self.problems.push((session, text));
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// A new page in a browser context of its own (its own cookies).
-    async fn page(&mut self, name: &'static str) -> Page {
-        let context = self.send(None, "Target.createBrowserContext", json!({})).await;
-        let target = self
-            .send(
-                None,
-                "Target.createTarget",
-                json!({"url": "about:blank", "browserContextId": context["browserContextId"]}),
-            )
-            .await;
-        let attached = self
-            .send(
-                None,
-                "Target.attachToTarget",
-                json!({"targetId": target["targetId"], "flatten": true}),
-            )
-            .await;
-        let page = Page { session: attached["sessionId"].as_str().unwrap().to_owned(), name };
-        for domain in ["Page.enable", "Runtime.enable", "Log.enable"] {
-            self.send(Some(&page.session), domain, json!({})).await;
-        }
-        self.viewport(&page, WIDE).await;
-        page
-    }
-
-    async fn viewport(&mut self, page: &Page, (width, height): (u32, u32)) {
-        self.send(
-            Some(&page.session),
-            "Emulation.setDeviceMetricsOverride",
-            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
-        )
-        .await;
-    }
-
-    async fn dark(&mut self, page: &Page, dark: bool) {
-        let scheme = if dark { "dark" } else { "light" };
-        self.send(
-            Some(&page.session),
-            "Emulation.setEmulatedMedia",
-            json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
-        )
-        .await;
-    }
-
-    async fn goto(&mut self, page: &Page, url: &str) {
-        self.send(Some(&page.session), "Page.navigate", json!({"url": url})).await;
-        self.wait(
-            page,
-            "document.readyState === 'complete' && location.href !== 'about:blank'",
-            "the page to load",
-        )
-        .await;
-    }
-
-    /// The value of a JavaScript expression (awaited if it is a promise).
-    async fn eval(&mut self, page: &Page, expression: &str) -> Value {
-        let result = self
-            .send(
-                Some(&page.session),
-                "Runtime.evaluate",
-                json!({"expression": expression, "awaitPromise": true, "returnByValue": true}),
-            )
-            .await;
-        if let Some(details) = result.get("exceptionDetails") {
-            panic!("{} threw on `{expression}`: {details}", page.name);
-        }
-        result["result"]["value"].clone()
-    }
-
-    /// Polls `expression` until it is truthy; returns its value.
-    async fn wait(&mut self, page: &Page, expression: &str, what: &str) -> Value {
-        self.wait_for(page, expression, what, WAIT).await
-    }
-
-    async fn wait_for(
-        &mut self,
-        page: &Page,
-        expression: &str,
-        what: &str,
-        limit: Duration,
-    ) -> Value {
-        let deadline = Instant::now() + limit;
-        loop {
-            let value = self.eval(page, expression).await;
-            let truthy = match &value {
-                Value::Null => false,
-                Value::Bool(b) => *b,
-                Value::String(s) => !s.is_empty(),
-                Value::Number(n) => n.as_f64() != Some(0.0),
-                _ => true,
-            };
-            if truthy {
-                return value;
-            }
-            if Instant::now() > deadline {
-                let shot = self.screenshot(page, &format!("failed-{}", page.name)).await;
-                let log: Vec<&str> = self
-                    .log
-                    .iter()
-                    .filter(|(session, _)| *session == page.session)
-                    .map(|(_, line)| line.as_str())
-                    .collect();
-                panic!(
-                    "{}: gave up waiting for {what} (screenshot: {}); the page's log: {log:#?}",
-                    page.name,
-                    shot.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn click(&mut self, page: &Page, selector: &str) {
-        let found = self
-            .eval(
-                page,
-                &format!(
-                    "(() => {{ const e = document.querySelector({}); if (!e) return false; e.click(); return true; }})()",
-                    json!(selector)
-                ),
-            )
-            .await;
-        assert_eq!(found, json!(true), "{}: nothing to click at {selector}", page.name);
-    }
-
-    /// Types into an input as a person would: focus, then text events.
-    async fn type_into(&mut self, page: &Page, selector: &str, text: &str) {
-        self.eval(page, &format!("document.querySelector({}).focus()", json!(selector))).await;
-        self.send(Some(&page.session), "Input.insertText", json!({"text": text})).await;
-    }
-
-    /// Presses a key that types nothing (Tab, Escape, Enter on a button).
-    async fn press(&mut self, page: &Page, key: &str, code: u32) {
-        for kind in ["rawKeyDown", "keyUp"] {
-            self.send(
-                Some(&page.session),
-                "Input.dispatchKeyEvent",
-                json!({"type": kind, "key": key, "code": key, "windowsVirtualKeyCode": code}),
-            )
-            .await;
-        }
-    }
-
-    async fn press_enter(&mut self, page: &Page, shift: bool) {
-        let modifiers = if shift { 8 } else { 0 };
-        for kind in ["keyDown", "keyUp"] {
-            self.send(
-                Some(&page.session),
-                "Input.dispatchKeyEvent",
-                json!({"type": kind, "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13,
-                       "text": if kind == "keyDown" { "\r" } else { "" }, "modifiers": modifiers}),
-            )
-            .await;
-        }
-    }
-
-    /// Chooses `path` in the page's file input, as the picker would.
-    async fn choose_file(&mut self, page: &Page, selector: &str, path: &Path) {
-        let document = self.send(Some(&page.session), "DOM.getDocument", json!({})).await;
-        let node = self
-            .send(
-                Some(&page.session),
-                "DOM.querySelector",
-                json!({"nodeId": document["root"]["nodeId"], "selector": selector}),
-            )
-            .await;
-        self.send(
-            Some(&page.session),
-            "DOM.setFileInputFiles",
-            json!({"nodeId": node["nodeId"], "files": [path.display().to_string()]}),
-        )
-        .await;
-    }
-
-    /// Saves a PNG of the page to `target/screenshots/<name>.png`.
-    async fn screenshot(&mut self, page: &Page, name: &str) -> PathBuf {
-        let shot = self
-            .send(Some(&page.session), "Page.captureScreenshot", json!({"format": "png"}))
-            .await;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(shot["data"].as_str().unwrap())
-            .unwrap();
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("screenshots");
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{name}.png"));
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-
-    /// Fails the test on any script error or CSP violation seen so far.
-    fn assert_clean(&self) {
-        assert!(self.problems.is_empty(), "the pages reported problems: {:#?}", self.problems);
-    }
-}
-
-async fn poll<T>(limit: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 // ---------- what a user does ----------
-
-/// Opens the login link and waits for the app.
-async fn log_in(browser: &mut Browser, page: &Page, user: &User) {
-    browser.goto(page, user.api.login_url.expose()).await;
-    browser.wait(page, "document.body.dataset.ready === 'true'", "the app to be ready").await;
-    let app = browser.eval(page, "!document.getElementById('app').hidden").await;
-    assert_eq!(app, json!(true), "{}: the app is not shown after logging in", page.name);
-}
 
 /// Reads the user's own address from the "Me" dialog (checking its QR
 /// code loaded), then closes it.
@@ -533,8 +100,8 @@ fn status_of(text: &str) -> String {
 /// through the UI; each has the other's conversation open.
 async fn paired(browser: &mut Browser, alice: &User, bob: &User) -> (Page, Page) {
     let (a, b) = (browser.page("alice").await, browser.page("bob").await);
-    log_in(browser, &a, alice).await;
-    log_in(browser, &b, bob).await;
+    browser.log_in(&a, alice.api.login_url.expose()).await;
+    browser.log_in(&b, bob.api.login_url.expose()).await;
     let alice_address = own_address(browser, &a).await;
     let bob_address = own_address(browser, &b).await;
     assert_eq!(alice_address, alice.node.handle.address().to_string());
@@ -543,11 +110,6 @@ async fn paired(browser: &mut Browser, alice: &User, bob: &User) -> (Page, Page)
     // Bob pastes Alice's link rather than her bare address.
     add_contact(browser, &b, "Alice", &format!("xchat:{alice_address}")).await;
     (a, b)
-}
-
-/// An address that is no one's here.
-fn stranger() -> String {
-    Address::from_key(SigningKey::generate(&mut UnwrapErr(OsRng)).verifying_key()).to_string()
 }
 
 // ---------- tests ----------
@@ -872,7 +434,7 @@ async fn a_missing_or_wrong_session_gets_the_login_screen_and_no_data() {
     assert_eq!(browser.eval(&page, api_status).await, json!(401));
 
     // A used login link buys nothing either.
-    log_in(&mut browser, &page, &alone).await;
+    browser.log_in(&page, alone.api.login_url.expose()).await;
     let other = browser.page("other").await;
     browser.goto(&other, alone.api.login_url.expose()).await;
     browser.wait(&other, login_shown, "the login screen after a used link").await;
@@ -997,80 +559,28 @@ async fn a_missing_or_wrong_session_gets_the_login_screen_and_no_data() {
     browser.assert_clean();
 }
 
-/// Messages in the long conversation (the issue's speed target is for
-/// opening one of 10,000 in under 200 ms).
-const LONG_CONVERSATION: usize = 10_000;
-
+/// 10,000 messages: every one is shown on the way up, never more than 150
+/// at once. How fast such a conversation opens is measured by
+/// `benches/web.rs`, not here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_conversation_opens_fast_and_keeps_the_dom_bounded() {
+async fn a_long_conversation_shows_every_message_and_keeps_the_dom_bounded() {
     let relays: Vec<Relay> = Vec::new();
     let alone = user(&relays).await;
-    let handle = alone.node.handle.clone();
-    let address = Address::parse(&stranger()).unwrap();
-    let contact = match handle
-        .command(xchat_core::io::Input::ContactAdded { name: "Dave".into(), address })
-        .await
-        .unwrap()
-    {
-        xchat_core::io::Done::Contact(added) => match added {
-            xchat_core::contact::Added::New(id) => id,
-            other => panic!("{other:?}"),
-        },
-        other => panic!("{other:?}"),
-    };
-    // Many commands in flight: the node commits them in groups.
-    let filled = Instant::now();
-    let sends = (0..LONG_CONVERSATION).map(|i| {
-        let handle = handle.clone();
-        async move {
-            handle
-                .command(xchat_core::io::Input::TextSent { contact, text: format!("message {i}") })
-                .await
-                .unwrap();
-        }
-    });
-    futures::stream::iter(sends).buffer_unordered(64).collect::<Vec<()>>().await;
-    eprintln!("{LONG_CONVERSATION} messages written in {:?}", filled.elapsed());
+    long_conversation(&alone, LONG_CONVERSATION).await;
 
     let mut browser = Browser::launch().await;
     let page = browser.page("long").await;
-    log_in(&mut browser, &page, &alone).await;
-    // Time to interactive of a first load, as the page measured it.
-    browser.goto(&page, &format!("http://127.0.0.1:{}/", alone.api.local_addr.port())).await;
-    browser.wait(&page, "document.body.dataset.ready === 'true'", "the app").await;
-    let ready =
-        browser.eval(&page, "performance.getEntriesByName('xchat-ready')[0].startTime").await;
-    eprintln!("first load to interactive: {:.0} ms", ready.as_f64().unwrap());
-    let timings = browser
-        .eval(&page, "performance.getEntriesByType('resource').map(e => `${new URL(e.name).pathname} ${e.startTime.toFixed(0)}+${e.duration.toFixed(0)} ms`)")
-        .await;
-    eprintln!("where the first load's time went: {timings:#}");
-    // From the click to the newest page drawn, timed in the page.
-    let opened = browser
-        .eval(
+    browser.log_in(&page, alone.api.login_url.expose()).await;
+    // Opening it shows the newest page.
+    browser.click(&page, "#conversations .conversation").await;
+    let shown = browser
+        .wait(
             &page,
-            "(async () => {
-                const t0 = performance.now();
-                document.querySelector('#conversations .conversation').click();
-                while (document.querySelectorAll('#messages li').length < 100) {
-                    await new Promise((r) => requestAnimationFrame(r));
-                }
-                return performance.now() - t0;
-            })()",
+            "(() => { const n = document.querySelectorAll('#messages li').length; return n >= 100 && n; })()",
+            "the newest messages",
         )
         .await;
-    let opened_ms = opened.as_f64().unwrap();
-    // The app's own measure: from the click's handler to the page drawn.
-    let measured =
-        browser.eval(&page, "performance.getEntriesByName('xchat-open')[0].duration").await;
-    eprintln!("of which the app measured (xchat-open): {:.0} ms", measured.as_f64().unwrap());
-    eprintln!("opening the {LONG_CONVERSATION}-message conversation: {opened_ms:.0} ms");
-    let timings = browser
-        .eval(&page, "performance.getEntriesByType('resource').filter(e => e.name.includes('/conversations/')).map(e => `${new URL(e.name).pathname} ${e.duration.toFixed(0)} ms`)")
-        .await;
-    eprintln!("of which the API calls: {timings:#}");
-    // The figures are reported, never asserted (speed is a benchmark's
-    // business); a UI that renders everything fails the DOM bound below.
+    assert!(shown.as_u64().unwrap() <= 150, "{shown} messages in the DOM");
 
     // Scrolling up pages the whole history in, every message is shown on
     // the way, and the DOM stays bounded.
@@ -1281,14 +791,29 @@ async fn a_tampered_offer_is_refused() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(refused(Refusal::Malformed).await + refused(Refusal::Undecryptable).await >= 1);
-    // A moment for anything that would wrongly reach the page.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(browser.eval(&b, CALL_STATE).await, Value::Null, "Bob's page never rang");
-    assert_eq!(browser.eval(&b, "document.body.classList.contains('ringing')").await, false);
+    assert_eq!(browser.eval(&b, CALL_STATE).await, Value::Null, "Bob's page rang");
 
-    // Alice's honest offer still rings; Bob declines it.
+    // Alice's honest offer rings. It leaves after Bob's node handled
+    // Carol's offer and the forged envelope, and the node's events reach
+    // the page in order: had either become a `call_signal`, the page would
+    // have counted it before this one. So the page must have seen exactly
+    // one offer, Alice's, however fast or slow the machine is.
+    let alice_at_bob = browser
+        .eval(&b, "fetch('/api/v1/contacts').then(r => r.json()).then(c => c.find(x => x.name === 'Alice').id)")
+        .await;
     browser.click(&a, "#call-audio-button").await;
+    let offers = browser
+        .wait(
+            &b,
+            &format!(
+                "(() => {{ const o = window.xchatCall.offers(); return o.latest.some(x => x.contact === {alice_at_bob}) && o; }})()"
+            ),
+            "Alice's offer at Bob's page",
+        )
+        .await;
+    assert_eq!(offers["count"], json!(1), "Bob's page saw another offer than Alice's: {offers}");
     browser.wait(&b, &format!("{CALL_STATE} === 'incoming'"), "Alice's call").await;
+    assert_eq!(browser.eval(&b, "document.getElementById('call-peer').textContent").await, "Alice");
     browser.click(&b, "#call-decline").await;
     wait_for_log(&mut browser, &b, "declined").await;
     wait_for_log(&mut browser, &a, "rejected").await;

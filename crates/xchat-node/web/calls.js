@@ -34,6 +34,9 @@ let hooks = null;
 let active = null;
 /** call id -> candidates that came before the call's offer or answer. */
 const early = new Map();
+/** Offers that reached this page since it loaded: how many, and the latest (for diagnostics and the tests). */
+const MAX_SEEN_OFFERS = 16;
+const seenOffers = { count: 0, latest: [] };
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -326,6 +329,9 @@ async function onSignal(event) {
   const current = active && active.id === event.call_id && active.contact === event.contact ? active : null;
   switch (signal.type) {
     case 'offer': {
+      seenOffers.count += 1;
+      if (seenOffers.latest.length >= MAX_SEEN_OFFERS) seenOffers.latest.shift();
+      seenOffers.latest.push({ callId: event.call_id, contact: event.contact });
       if (current) return;
       if (active) {
         // In another call: say so; the node makes it a missed call.
@@ -476,5 +482,6 @@ export function initCalls(h) {
     if (active && active.connectedAt) $('call-status').textContent = formatDuration(Date.now() - active.connectedAt);
   }, 1000);
   window.addEventListener('pagehide', () => { if (active) hangUp('normal'); });
-  Object.defineProperty(window, 'xchatCall', { value: Object.freeze({ stats }) });
+  const offers = () => ({ count: seenOffers.count, latest: seenOffers.latest.map((o) => ({ ...o })) });
+  Object.defineProperty(window, 'xchatCall', { value: Object.freeze({ stats, offers }) });
 }
