@@ -330,9 +330,7 @@ fn only_a_failed_direct_send_makes_a_device_unreachable_directly() {
     let (bob, _) = net.add_each_other();
     net.send(0, bob, "warm-up");
     net.deliver_all();
-    let identity = *net.nodes[1].messenger.identity().signing_key();
-    let device = net.nodes[1].messenger.device().device_id();
-    net.input(0, Input::DeviceReachable { identity, device, reachable: true });
+    let (identity, device) = net.bob_reachable(true);
     let reachable = |net: &Net| {
         let mut devices = net.nodes[0].messenger.peer_devices();
         devices.find(|(i, d, _)| *i == identity && *d == device).unwrap().2
@@ -363,9 +361,7 @@ fn after_a_failed_mailbox_store_the_retry_goes_direct() {
     let (bob, _) = net.add_each_other();
     net.send(0, bob, "warm-up");
     net.deliver_all();
-    let identity = *net.nodes[1].messenger.identity().signing_key();
-    let device = net.nodes[1].messenger.device().device_id();
-    net.input(0, Input::DeviceReachable { identity, device, reachable: false });
+    net.bob_reachable(false);
     let effects = net.nodes[0].messenger.handle(
         net.now,
         Input::TextSent { contact: bob, text: "over the LAN".into() },
@@ -391,9 +387,7 @@ fn after_a_failed_mailbox_store_the_retry_goes_direct() {
 fn an_attempt_is_not_doubled_while_it_waits_in_the_node_and_the_backoff_runs_from_its_end() {
     let mut net = Net::new();
     let (bob, _) = net.add_each_other();
-    let identity = *net.nodes[1].messenger.identity().signing_key();
-    let device = net.nodes[1].messenger.device().device_id();
-    net.input(0, Input::DeviceReachable { identity, device, reachable: true });
+    net.bob_reachable(true);
     let sends = |effects: Vec<Effect>| -> Vec<xchat_core::io::Send> {
         effects
             .into_iter()
@@ -754,6 +748,17 @@ impl Net {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Tells Alice's node (0) whether Bob's device is reachable; returns it.
+    fn bob_reachable(
+        &mut self,
+        reachable: bool,
+    ) -> (xchat_crypto::signature::VerifyingKey, xchat_crypto::device::DeviceId) {
+        let identity = *self.nodes[1].messenger.identity().signing_key();
+        let device = self.nodes[1].messenger.device().device_id();
+        self.input(0, Input::DeviceReachable { identity, device, reachable });
+        (identity, device)
     }
 
     fn missed_calls(&self, at: usize) -> Vec<CallId> {
