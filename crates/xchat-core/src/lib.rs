@@ -25,6 +25,7 @@ pub mod call;
 pub mod contact;
 pub mod io;
 pub mod messenger;
+mod outbox;
 pub mod record;
 pub mod retry;
 pub mod time;

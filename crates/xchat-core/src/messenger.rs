@@ -46,6 +46,7 @@ use crate::contact::{Added, Contact, ContactBook, ContactId};
 use crate::io::{
     CommandError, Done, Effect, Event, FetchFile, Input, MailboxKey, Refusal, Send, Write,
 };
+use crate::outbox::Outbox;
 use crate::record::{
     Awaits, CallEntry, CallOutcome, ConversationRecord, Direction, FailReason, MessageRecord,
     OutboxEntry, OutboxId, PeerRecord, Settings, Status, UnreadRecord, Waiting,
@@ -137,18 +138,13 @@ pub struct Messenger {
     contacts: ContactBook,
     peers: BTreeMap<[u8; 32], BTreeMap<DeviceId, PeerDevice>>,
     timers: BTreeMap<ContactId, VanishingTimer>,
-    outbox: BTreeMap<OutboxId, OutboxEntry>,
+    outbox: Outbox,
     /// Outbox entries whose last attempt was a mailbox store that failed:
     /// their next attempt goes direct, whatever is believed about the
     /// device (with no mailbox node around, on a LAN say, direct is the
     /// only way left). Not persisted: a restart starts from the usual
     /// routes.
     mailbox_failed: BTreeSet<OutboxId>,
-    /// Outbox entries with an attempt on its way, and when it started: no
-    /// other attempt starts until its outcome comes (or
-    /// [`retry::ATTEMPT_TIMEOUT`] passed). Not persisted: after a restart
-    /// nothing is on its way.
-    attempting: BTreeMap<OutboxId, UnixMillis>,
     waiting: BTreeMap<MessageId, Waiting>,
     refetch_at: BTreeMap<ContactId, UnixMillis>,
     sent: BTreeMap<MessageId, ContactId>,
@@ -230,9 +226,8 @@ impl Messenger {
             contacts: ContactBook::from_records(state.contacts)?,
             peers,
             timers: state.conversations.iter().map(|c| (c.contact, c.timer)).collect(),
-            outbox: state.outbox.into_iter().map(|e| (e.id, e)).collect(),
+            outbox: Outbox::new(state.outbox),
             mailbox_failed: BTreeSet::new(),
-            attempting: BTreeMap::new(),
             waiting: state.waiting.into_iter().map(|w| (w.message, w)).collect(),
             refetch_at: BTreeMap::new(),
             sent: state.sent.into_iter().collect(),
@@ -332,7 +327,7 @@ impl Messenger {
     /// outbox retry or bundle refetch.
     pub fn next_deadline(&self) -> Option<UnixMillis> {
         let expiry = self.expiring.first().map(|(at, _)| *at);
-        let retry = self.outbox.values().map(|e| self.retry_at(e)).min();
+        let retry = self.outbox.next_due();
         let refetch = self.refetch_at.values().min().copied();
         // Receipts are due at once: whenever the node has no input waiting.
         let receipts = (!self.pending_receipts.is_empty()).then_some(UnixMillis(0));
@@ -443,7 +438,7 @@ impl Messenger {
             }
             Input::EnvelopeReceived { envelope } => self.receive(&envelope, now, rng, &mut out),
             Input::SendAcknowledged { entry, route } => {
-                self.attempting.remove(&entry);
+                self.outbox.attempt_ended(entry);
                 if let Some(call) = self.call_sends.remove(&entry) {
                     self.calls_delivered.insert(call.signal);
                 } else {
@@ -455,17 +450,19 @@ impl Messenger {
                 // may have waited long in the node's queues. A mailbox that
                 // failed says nothing about the device; a device that failed
                 // directly is not reachable directly.
-                if self.attempting.remove(&entry).is_some()
-                    && let Some(outbox) = self.outbox.get_mut(&entry)
+                if self.outbox.attempt_ended(entry)
+                    && let Some(outbox) = self.outbox.update(entry, |outbox| {
+                        let attempt = outbox.attempts.saturating_sub(1);
+                        outbox.next_attempt_at = retry::next_attempt(attempt, now, rng);
+                        outbox.clone()
+                    })
                 {
-                    let attempt = outbox.attempts.saturating_sub(1);
-                    outbox.next_attempt_at = retry::next_attempt(attempt, now, rng);
-                    out.push(Effect::Write(Write::Outbox(outbox.clone())));
+                    out.push(Effect::Write(Write::Outbox(outbox)));
                 }
-                if route == Route::Mailbox && self.outbox.contains_key(&entry) {
+                if route == Route::Mailbox && self.outbox.contains(entry) {
                     self.mailbox_failed.insert(entry);
                 }
-                let target = match (self.outbox.get(&entry), self.call_sends.get_mut(&entry)) {
+                let target = match (self.outbox.get(entry), self.call_sends.get_mut(&entry)) {
                     (Some(entry), _) => Some((entry.identity, entry.device)),
                     (None, Some(call)) => {
                         call.in_flight = false;
@@ -486,10 +483,9 @@ impl Messenger {
                 }
                 if reachable {
                     // Whatever waits for that device goes now.
-                    for entry in self.outbox.values_mut() {
-                        if entry.identity == identity && entry.device == device {
-                            entry.next_attempt_at = entry.next_attempt_at.min(now);
-                        }
+                    for entry in self.outbox.to_device(&identity, device) {
+                        self.outbox
+                            .update(entry, |e| e.next_attempt_at = e.next_attempt_at.min(now));
                     }
                     for call in self.call_sends.values_mut() {
                         if call.identity == identity && call.device == device {
@@ -942,7 +938,7 @@ impl Messenger {
                 continue;
             };
             let mut id = OutboxId(rng.next_u64());
-            while self.outbox.contains_key(&id) || self.call_sends.contains_key(&id) {
+            while self.outbox.contains(id) || self.call_sends.contains_key(&id) {
                 id = OutboxId(rng.next_u64());
             }
             let send = CallSend {
@@ -1214,7 +1210,7 @@ impl Messenger {
         // Random, not a counter: an acknowledgement still in flight from
         // before a restart must never match a new entry.
         let mut id = OutboxId(rng.next_u64());
-        while self.outbox.contains_key(&id) {
+        while self.outbox.contains(id) {
             id = OutboxId(rng.next_u64());
         }
         let entry = OutboxEntry {
@@ -1239,8 +1235,8 @@ impl Messenger {
             mailbox: self.mailbox_of(route, identity, device, now),
             envelope: entry.envelope.clone(),
         }));
-        self.attempting.insert(id, now);
-        self.outbox.insert(id, entry);
+        self.outbox.insert(entry);
+        self.outbox.attempt_started(id, now);
     }
 
     /// Encrypts `plaintext` with the session of one device and seals it:
@@ -1304,10 +1300,8 @@ impl Messenger {
 
     /// Sends every outbox entry whose retry is due.
     fn retry_due(&mut self, now: UnixMillis, rng: &mut impl CryptoRng, out: &mut Vec<Effect>) {
-        let due: Vec<OutboxId> =
-            self.outbox.values().filter(|e| self.retry_at(e) <= now).map(|e| e.id).collect();
-        for id in due {
-            let Some(mut entry) = self.outbox.remove(&id) else { continue };
+        for id in self.outbox.due(now) {
+            let Some(mut entry) = self.outbox.remove(id) else { continue };
             if retry::expired(entry.queued_at, now) {
                 self.mailbox_failed.remove(&id);
                 out.push(Effect::Write(Write::DeleteOutbox(id)));
@@ -1331,7 +1325,7 @@ impl Messenger {
             out.push(Effect::Write(Write::Outbox(entry.clone())));
             // A copy waits in the mailbox and the device is away: wait too.
             let Some(route) = route else {
-                self.outbox.insert(id, entry);
+                self.outbox.insert(entry);
                 continue;
             };
             out.push(Effect::Send(Send {
@@ -1342,17 +1336,8 @@ impl Messenger {
                 mailbox: self.mailbox_of(route, &entry.identity, entry.device, now),
                 envelope: entry.envelope.clone(),
             }));
-            self.attempting.insert(id, now);
-            self.outbox.insert(id, entry);
-        }
-    }
-
-    /// When `entry` is next tried: when its backoff ends, but not before
-    /// the attempt on its way ended or timed out.
-    fn retry_at(&self, entry: &OutboxEntry) -> UnixMillis {
-        match self.attempting.get(&entry.id) {
-            Some(since) => entry.next_attempt_at.max(since.saturating_add(retry::ATTEMPT_TIMEOUT)),
-            None => entry.next_attempt_at,
+            self.outbox.insert(entry);
+            self.outbox.attempt_started(id, now);
         }
     }
 
@@ -1364,32 +1349,39 @@ impl Messenger {
     }
 
     fn acknowledged(&mut self, id: OutboxId, route: Route, now: UnixMillis, out: &mut Vec<Effect>) {
-        let Some(entry) = self.outbox.get_mut(&id) else { return };
+        let Some(awaits) = self.outbox.get(id).map(|e| e.awaits) else { return };
         self.mailbox_failed.remove(&id);
-        if entry.awaits == Awaits::Transport {
-            self.outbox.remove(&id);
+        if awaits == Awaits::Transport {
+            self.outbox.remove(id);
             out.push(Effect::Write(Write::DeleteOutbox(id)));
             return;
         }
-        match route {
-            Route::Mailbox => entry.mailbox_at = Some(now),
-            // The device has it: its receipt will come.
-            Route::Direct => {
-                let patience = now.saturating_add(retry::RECEIPT_PATIENCE);
-                entry.next_attempt_at = entry.next_attempt_at.max(patience);
+        let acknowledged = self.outbox.update(id, |entry| {
+            match route {
+                Route::Mailbox => entry.mailbox_at = Some(now),
+                // The device has it: its receipt will come.
+                Route::Direct => {
+                    let patience = now.saturating_add(retry::RECEIPT_PATIENCE);
+                    entry.next_attempt_at = entry.next_attempt_at.max(patience);
+                }
             }
-        }
-        // A message stays in the outbox until its delivery receipt; the
-        // network's acknowledgement only tells the user how far it got.
-        if entry.reached == Some(Route::Direct) {
+            // A message stays in the outbox until its delivery receipt; the
+            // network's acknowledgement only tells the user how far it got.
+            let first = entry.reached != Some(Route::Direct);
+            if first {
+                entry.reached = Some(route);
+            }
+            (entry.clone(), first)
+        });
+        let Some((entry, first)) = acknowledged else { return };
+        if !first {
             if route == Route::Mailbox {
-                out.push(Effect::Write(Write::Outbox(entry.clone())));
+                out.push(Effect::Write(Write::Outbox(entry)));
             }
             return;
         }
-        entry.reached = Some(route);
         let message = entry.message;
-        out.push(Effect::Write(Write::Outbox(entry.clone())));
+        out.push(Effect::Write(Write::Outbox(entry)));
         if let Some(contact) = self.sent.get(&message).copied() {
             let status = match route {
                 Route::Direct => Status::Sent,
@@ -1776,14 +1768,15 @@ impl Messenger {
             if self.sent.get(id) != Some(&contact) {
                 continue;
             }
-            let done: Vec<OutboxId> = self
-                .outbox
-                .values()
-                .filter(|e| e.message == *id && e.identity == *identity && e.device == device)
-                .map(|e| e.id)
-                .collect();
-            for entry in done {
-                self.outbox.remove(&entry);
+            for entry in self.outbox.of_message(*id) {
+                if self
+                    .outbox
+                    .get(entry)
+                    .is_none_or(|e| e.identity != *identity || e.device != device)
+                {
+                    continue;
+                }
+                self.outbox.remove(entry);
                 self.mailbox_failed.remove(&entry);
                 out.push(Effect::Write(Write::DeleteOutbox(entry)));
             }
