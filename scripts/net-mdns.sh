@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Build outside the namespace: inside it there is no network to fetch crates.
-cargo test -p xchat-net --test mdns --no-run
+cargo test --locked -p xchat-net --test mdns --no-run
 
 exec unshare --net bash -euo pipefail -c '
   ip link set lo up
@@ -15,5 +15,5 @@ exec unshare --net bash -euo pipefail -c '
   ip addr add 10.213.0.2/24 dev xlan1
   ip link set xlan0 up
   ip link set xlan1 up
-  cargo test --offline -p xchat-net --test mdns -- --ignored
+  cargo test --locked --offline -p xchat-net --test mdns -- --ignored
 '

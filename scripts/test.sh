@@ -13,5 +13,13 @@ if ! command -v chromium >/dev/null; then
 fi
 
 cargo test --workspace --locked "$@"
+# mDNS multicasts on the LAN, so its test runs in a private network namespace
+# with a virtual LAN of its own (scripts/net-mdns.sh), on any machine that
+# lets us make one; where none can be made it says so loudly.
+if unshare --net true 2>/dev/null; then
+    scripts/net-mdns.sh
+else
+    echo "NOT RUN: the mDNS test (no network namespace allowed here; see scripts/net-mdns.sh)" >&2
+fi
 # The demo is a test too: a small network on loopback, every step checked.
 cargo run --locked -q -p xchat-cli -- demo --exit
