@@ -16,7 +16,7 @@ use crate::config::{
     RELAY_MAX_CIRCUIT_DURATION, RELAY_MAX_CIRCUITS, RELAY_MAX_RESERVATIONS,
 };
 use crate::frame::InboundBudget;
-use crate::{delivery, mailbox};
+use crate::mailbox;
 
 /// Kademlia's protocol name: xchat's own DHT, never the public IPFS one
 /// (`/ipfs/kad/1.0.0`), so xchat nodes only ever route among themselves.
@@ -65,11 +65,11 @@ pub(crate) struct Behaviour {
     pub(crate) ping: ping::Behaviour,
     pub(crate) kad: kad::Behaviour<MemoryStore>,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
-    pub(crate) delivery: request_response::Behaviour<delivery::Codec>,
     pub(crate) mailbox: request_response::Behaviour<mailbox::Codec>,
-    /// Raw streams for `/xchat/file/1`: the file service and fetches
-    /// read and write them outside the network task.
-    pub(crate) file: libp2p_stream::Behaviour,
+    /// Raw streams for `/xchat/delivery/2` and `/xchat/file/1`: their links,
+    /// the file service and fetches read and write them outside the
+    /// network task.
+    pub(crate) streams: libp2p_stream::Behaviour,
     /// Listens through relays (`/p2p-circuit` addresses) and dials through
     /// them.
     pub(crate) relay_client: relay::client::Behaviour,
@@ -96,7 +96,6 @@ pub(crate) fn build(keypair: Keypair, config: &Config) -> Result<Swarm<Behaviour
     }
     let limits = &config.limits;
     for (name, value) in [
-        ("max_delivery_streams_per_connection", limits.max_delivery_streams_per_connection),
         ("max_pending_deliveries", limits.max_pending_deliveries),
         ("max_deliveries_in_flight_per_peer", limits.max_deliveries_in_flight_per_peer),
         ("max_inbound_delivery_bytes", limits.max_inbound_delivery_bytes),
@@ -187,16 +186,6 @@ fn behaviour(
         None
     };
 
-    let delivery = request_response::Behaviour::with_codec(
-        delivery::Codec {
-            budget: crate::frame::InboundBudget::new(limits.max_inbound_delivery_bytes),
-        },
-        [(delivery::PROTOCOL, request_response::ProtocolSupport::Full)],
-        request_response::Config::default()
-            .with_request_timeout(limits.delivery_timeout)
-            .with_max_concurrent_streams(limits.max_delivery_streams_per_connection),
-    );
-
     // A node that keeps no mailboxes does not offer the protocol, so
     // senders never pick it.
     let mailbox_support = if config.mailbox.is_some() {
@@ -235,9 +224,8 @@ fn behaviour(
         ping: ping::Behaviour::new(ping::Config::default()),
         kad,
         mdns: mdns.into(),
-        delivery,
         mailbox,
-        file: libp2p_stream::Behaviour::new(),
+        streams: libp2p_stream::Behaviour::new(),
         relay_client,
         relay_server: relay_server.into(),
         dcutr: dcutr::Behaviour::new(local),

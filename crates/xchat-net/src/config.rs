@@ -20,12 +20,10 @@ pub const MAX_PENDING_OUTGOING: u32 = 32;
 pub const MAX_ESTABLISHED_PER_PEER: u32 = 2;
 /// How long a connection with no stream open stays up before it is closed.
 pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a delivery may take, from opening its stream to the answer: the
-/// receiver's consumer must acknowledge within it.
+/// How long a delivery may take, from putting it on the wire to the answer
+/// (the receiver's consumer must acknowledge within it), and how long a
+/// frame may take once its first byte arrived.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Most delivery streams open at once on one connection, both directions;
-/// a peer opening more has the extra streams dropped.
-pub const MAX_DELIVERY_STREAMS_PER_CONNECTION: usize = 32;
 /// Most Yamux streams open at once on one connection, every protocol.
 pub const MAX_STREAMS_PER_CONNECTION: usize = 256;
 /// Most inbound streams still negotiating their protocol on one connection.
@@ -37,10 +35,10 @@ pub const MAX_INBOUND_DELIVERY_BYTES: usize = 64 * 1024 * 1024;
 /// Most deliveries this node has queued or sent and awaits an answer for,
 /// all peers together.
 pub const MAX_PENDING_DELIVERIES: usize = 1024;
-/// Most deliveries on the wire to one peer at once; more wait in this node's
-/// queue. Half of [`MAX_DELIVERY_STREAMS_PER_CONNECTION`], so two peers
-/// sending to each other at full rate stay within both sides' stream limit.
-pub const MAX_DELIVERIES_IN_FLIGHT_PER_PEER: usize = MAX_DELIVERY_STREAMS_PER_CONNECTION / 2;
+/// Most deliveries unanswered on the link to one peer (its window); more
+/// wait in this node's queue. A receiver reads no further frame from a link
+/// with this many unanswered.
+pub const MAX_DELIVERIES_IN_FLIGHT_PER_PEER: usize = 256;
 /// Most dials awaited through [`NetworkHandle::dial`](crate::NetworkHandle::dial) at once.
 pub const MAX_PENDING_DIALS: usize = 64;
 /// Commands queued from the handles to the network task.
@@ -103,8 +101,6 @@ pub struct Limits {
     pub idle_connection_timeout: Duration,
     /// See [`DELIVERY_TIMEOUT`].
     pub delivery_timeout: Duration,
-    /// See [`MAX_DELIVERY_STREAMS_PER_CONNECTION`].
-    pub max_delivery_streams_per_connection: usize,
     /// See [`MAX_PENDING_DELIVERIES`].
     pub max_pending_deliveries: usize,
     /// See [`MAX_DELIVERIES_IN_FLIGHT_PER_PEER`].
@@ -123,7 +119,6 @@ impl Default for Limits {
             max_established_per_peer: MAX_ESTABLISHED_PER_PEER,
             idle_connection_timeout: IDLE_CONNECTION_TIMEOUT,
             delivery_timeout: DELIVERY_TIMEOUT,
-            max_delivery_streams_per_connection: MAX_DELIVERY_STREAMS_PER_CONNECTION,
             max_pending_deliveries: MAX_PENDING_DELIVERIES,
             max_deliveries_in_flight_per_peer: MAX_DELIVERIES_IN_FLIGHT_PER_PEER,
             max_inbound_delivery_bytes: MAX_INBOUND_DELIVERY_BYTES,

@@ -60,7 +60,7 @@ impl Reservation {
     }
 
     /// Takes `bytes` more, if the budget has them.
-    fn grow(&mut self, bytes: usize) -> Result<(), FrameError> {
+    pub(crate) fn grow(&mut self, bytes: usize) -> Result<(), FrameError> {
         let budget = &self.budget;
         budget
             .used
@@ -73,7 +73,7 @@ impl Reservation {
     }
 
     /// Gives `bytes` back early.
-    fn shrink(&mut self, bytes: usize) {
+    pub(crate) fn shrink(&mut self, bytes: usize) {
         let bytes = bytes.min(self.bytes);
         self.budget.used.fetch_sub(bytes, Ordering::AcqRel);
         self.bytes -= bytes;

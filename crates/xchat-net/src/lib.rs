@@ -11,7 +11,7 @@
 //!   tests and simulations), Noise, Yamux.
 //! - Protocols: identify, ping, Kademlia on xchat's own name
 //!   ([`KAD_PROTOCOL`], never the IPFS DHT), mDNS on the LAN (can be turned
-//!   off), connection limits, [`delivery`] (`/xchat/delivery/1`) and
+//!   off), connection limits, [`delivery`] (`/xchat/delivery/2`) and
 //!   [`mailbox`] (`/xchat/mailbox/1`), [`file`] (`/xchat/file/1`, with a
 //!   direct TCP path for the ciphertext).
 //! - The peer id is the device's *transport* key, handed in by the caller,
@@ -79,8 +79,9 @@ pub mod record;
 
 pub use behaviour::{BuildError, IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL};
 pub use config::{Config, DhtMode, Limits};
+pub use delivery::InboundDelivery;
 pub use libp2p::{Multiaddr, PeerId, identity, multiaddr};
 pub use network::{
-    CommandError, DeliverError, DialError, Event, Events, FindError, InboundDelivery, ListenError,
-    LookupError, MailboxError, Network, NetworkHandle, PublishError,
+    CommandError, DeliverError, DialError, Event, Events, FindError, ListenError, LookupError,
+    MailboxError, Network, NetworkHandle, PublishError,
 };

@@ -3,7 +3,8 @@
 //! # Who owns what
 //!
 //! One task, [`Network::run`], owns the libp2p [`Swarm`] and everything
-//! the swarm's events change (pending dials, deliveries awaiting an answer).
+//! the swarm's events change (pending dials, mailbox requests awaiting an
+//! answer).
 //! Nothing else touches them, so there is no lock. The rest of the node talks
 //! to it in two bounded queues (rust-libp2p `examples/file-sharing`):
 //!
@@ -13,9 +14,11 @@
 //!  consumer <--Event-- [EVENT_QUEUE_LEN] <-- pending events <-- swarm events
 //! ```
 //!
-//! A command that waits for the network (a dial, a delivery) carries a
-//! oneshot sender; the task keeps it in a bounded map until the swarm
-//! reports the outcome.
+//! A command that waits for the network (a dial, a mailbox request) carries
+//! a oneshot sender; the task keeps it in a bounded map until the swarm
+//! reports the outcome. Deliveries do not cross this task: they go on
+//! [`delivery`] links, streams the handle and the links' tasks read and
+//! write themselves.
 //!
 //! When the event queue is full, the task stops polling the swarm (so peers
 //! feel backpressure through their streams) but keeps taking commands, so a
@@ -32,7 +35,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use libp2p::kad::store::RecordStore;
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
+use libp2p::request_response::{self, OutboundFailure, OutboundRequestId};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, DialError as SwarmDialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, identity::Keypair, kad, mdns};
@@ -44,7 +47,7 @@ use crate::behaviour::{self, Behaviour, BehaviourEvent, BuildError};
 use crate::config::{
     COMMAND_QUEUE_LEN, Config, EVENT_QUEUE_LEN, MAX_PENDING_DIALS, MAX_PENDING_RECORD_QUERIES,
 };
-use crate::delivery::{self, Answer};
+use crate::delivery::{self, InboundDelivery, LinkLimits, Links};
 use crate::file::{self, Fetch, FetchError, FetchRequest, FileSource};
 use crate::mailbox::{self, MailboxKey, MemoryStorage, Storage};
 use crate::record::{self, RecordError};
@@ -89,21 +92,6 @@ pub enum Event {
     },
 }
 
-/// A received envelope's acknowledgement, owed to its sender. Hand it back
-/// to [`NetworkHandle::acknowledge`]; dropping it refuses the envelope.
-pub struct InboundDelivery {
-    channel: ResponseChannel<Answer>,
-    /// The envelope's bytes in the node's inbound budget, until the
-    /// acknowledgement is sent or this is dropped.
-    _reservation: Option<crate::frame::Reservation>,
-}
-
-impl std::fmt::Debug for InboundDelivery {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InboundDelivery").field("open", &self.channel.is_open()).finish()
-    }
-}
-
 /// Why [`NetworkHandle::dial`] failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DialError {
@@ -135,7 +123,7 @@ pub enum DeliverError {
     /// No answer within the delivery timeout.
     #[error("no acknowledgement in time")]
     Timeout,
-    /// The peer does not speak `/xchat/delivery/1`.
+    /// The peer does not speak `/xchat/delivery/2`.
     #[error("peer does not speak the delivery protocol")]
     UnsupportedProtocol,
     /// The peer read the envelope and did not take it (its consumer refused
@@ -249,8 +237,6 @@ enum Command {
     Dial { peer: PeerId, addresses: Vec<Multiaddr>, reply: oneshot::Sender<Result<(), DialError>> },
     AddAddress { peer: PeerId, address: Multiaddr },
     AddExternalAddress { address: Multiaddr, reply: oneshot::Sender<()> },
-    Deliver { peer: PeerId, envelope: Envelope, reply: oneshot::Sender<Result<(), DeliverError>> },
-    Acknowledge { delivery: InboundDelivery },
     ConnectedPeers { reply: oneshot::Sender<Vec<PeerId>> },
     Mailbox { peer: PeerId, request: MailboxRequest, reply: MailboxReply },
     ClosestPeers { key: Vec<u8>, reply: oneshot::Sender<Result<Vec<PeerId>, LookupError>> },
@@ -261,6 +247,26 @@ enum Command {
     DirectFileAddress { reply: oneshot::Sender<Option<SocketAddr>> },
 }
 
+/// Dials for the delivery links, through the network task: in order with
+/// the commands before (an address added first is known to the dial).
+#[derive(Debug, Clone)]
+pub(crate) struct Dialer {
+    commands: mpsc::Sender<Command>,
+}
+
+impl Dialer {
+    /// Returns once a connection to `peer` is up (at once when one is).
+    pub(crate) async fn dial(&self, peer: PeerId) -> Result<(), DialError> {
+        let (reply, answer) = oneshot::channel();
+        let addresses = Vec::new();
+        self.commands
+            .send(Command::Dial { peer, addresses, reply })
+            .await
+            .map_err(|_| DialError::Stopped)?;
+        answer.await.map_err(|_| DialError::Stopped)?
+    }
+}
+
 /// A cloneable handle to a running [`Network`]: every method is a bounded
 /// command to the network task.
 #[derive(Debug, Clone)]
@@ -268,6 +274,7 @@ pub struct NetworkHandle {
     commands: mpsc::Sender<Command>,
     local_peer_id: PeerId,
     fetcher: file::Fetcher,
+    links: Links,
 }
 
 impl NetworkHandle {
@@ -323,27 +330,25 @@ impl NetworkHandle {
         done.await.map_err(|_| CommandError::Stopped)
     }
 
-    /// Sends `envelope` to `peer` over `/xchat/delivery/1` and waits for the
+    /// Sends `envelope` to `peer` on its `/xchat/delivery/2` link and waits for the
     /// peer's acknowledgement. Dials the peer if needed, at addresses the
     /// swarm knows (added, discovered by mDNS, or found in the DHT).
     ///
     /// # Errors
     /// [`DeliverError`]; only `Ok` means the peer took the envelope.
     pub async fn deliver(&self, peer: PeerId, envelope: Envelope) -> Result<(), DeliverError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Deliver { peer, envelope, reply })
-            .await
-            .map_err(|_| DeliverError::Stopped)?;
-        answer.await.map_err(|_| DeliverError::Stopped)?
+        self.links.deliver(peer, &envelope).await
     }
 
     /// Acknowledges a received envelope to its sender: call it once the
     /// envelope is kept.
     ///
     /// # Errors
-    /// [`CommandError::Stopped`].
+    /// None today: the answer goes on the delivery's link, and a link that
+    /// is gone leaves its sender to retry.
     pub async fn acknowledge(&self, delivery: InboundDelivery) -> Result<(), CommandError> {
-        self.send(Command::Acknowledge { delivery }).await
+        delivery.answer(delivery::Answer::Accepted);
+        Ok(())
     }
 
     /// The peers with at least one connection up.
@@ -531,14 +536,9 @@ pub struct Network {
     /// what one swarm event makes: the swarm is not polled while full.
     pending_events: VecDeque<Event>,
     pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), DialError>>>>,
-    /// Deliveries on the wire, by request.
-    in_flight: HashMap<OutboundRequestId, (PeerId, DeliveryReply)>,
-    /// Per peer: how many are on the wire, and those waiting their turn.
-    outboxes: HashMap<PeerId, Outbox>,
-    /// Deliveries queued or on the wire, all peers.
-    deliveries: usize,
-    max_pending_deliveries: usize,
-    max_in_flight_per_peer: usize,
+    /// Inbound `/xchat/delivery/2` links, until [`Network::run`] starts
+    /// serving them, and what serving them needs.
+    delivery_streams: Option<(libp2p_stream::IncomingStreams, delivery::Receiving)>,
     listen_addresses: Vec<Multiaddr>,
     external_addresses: Vec<Multiaddr>,
     /// This node's mailbox service, when it keeps mailboxes.
@@ -571,7 +571,6 @@ impl std::fmt::Debug for Network {
         f.debug_struct("Network")
             .field("local_peer_id", self.swarm.local_peer_id())
             .field("pending_dials", &self.pending_dials.len())
-            .field("deliveries", &self.deliveries)
             .finish_non_exhaustive()
     }
 }
@@ -604,13 +603,29 @@ impl Network {
         let swarm = behaviour::build(keypair, &config)?;
         let (command_sender, commands) = mpsc::channel(COMMAND_QUEUE_LEN);
         let (events, event_receiver) = mpsc::channel(EVENT_QUEUE_LEN);
-        let mut control = swarm.behaviour().file.new_control();
+        let mut control = swarm.behaviour().streams.new_control();
         // A fresh behaviour has no protocol registered yet.
         let file_streams = control.accept(file::PROTOCOL).ok();
+        let limits = LinkLimits {
+            timeout: config.limits.delivery_timeout,
+            window: config.limits.max_deliveries_in_flight_per_peer,
+        };
+        let receiving = delivery::Receiving {
+            events: events.clone(),
+            budget: crate::frame::InboundBudget::new(config.limits.max_inbound_delivery_bytes),
+            limits,
+        };
+        let delivery_streams = control.accept(delivery::PROTOCOL).ok().map(|s| (s, receiving));
         let handle = NetworkHandle {
-            commands: command_sender,
+            commands: command_sender.clone(),
             local_peer_id: *swarm.local_peer_id(),
-            fetcher: file::Fetcher::new(control, config.file.stall_timeout),
+            fetcher: file::Fetcher::new(control.clone(), config.file.stall_timeout),
+            links: Links::new(
+                Dialer { commands: command_sender.clone() },
+                control,
+                limits,
+                config.limits.max_pending_deliveries,
+            ),
         };
         let network = Self {
             swarm,
@@ -618,11 +633,7 @@ impl Network {
             events,
             pending_events: VecDeque::new(),
             pending_dials: HashMap::new(),
-            in_flight: HashMap::new(),
-            outboxes: HashMap::new(),
-            deliveries: 0,
-            max_pending_deliveries: config.limits.max_pending_deliveries,
-            max_in_flight_per_peer: config.limits.max_deliveries_in_flight_per_peer,
+            delivery_streams,
             listen_addresses: config.listen_addresses,
             external_addresses: config.external_addresses,
             mailbox_server: config.mailbox.map(|policy| mailbox::Server::new(policy, storage)),
@@ -686,6 +697,9 @@ impl Network {
             tracing::debug!("no bootstrap peer: the DHT fills from mDNS and incoming peers");
         }
         let _file_service = self.start_file_service().await;
+        let _delivery_service = self.delivery_streams.take().map(|(streams, receiving)| {
+            AbortOnDrop(tokio::spawn(delivery::accept(streams, receiving)))
+        });
         loop {
             let room = self.pending_events.len() < EVENT_QUEUE_LEN;
             let has_events = !self.pending_events.is_empty();
@@ -745,28 +759,6 @@ impl Network {
             Command::AddAddress { peer, address } => {
                 self.swarm.add_peer_address(peer, address.clone());
                 self.swarm.behaviour_mut().kad.add_address(&peer, address);
-            }
-            Command::Deliver { peer, envelope, reply } => {
-                if self.deliveries >= self.max_pending_deliveries {
-                    let _ = reply.send(Err(DeliverError::Busy));
-                    return;
-                }
-                self.deliveries += 1;
-                self.outboxes.entry(peer).or_default().queued.push_back((envelope, reply));
-                self.send_queued(peer);
-            }
-            Command::Acknowledge { delivery } => {
-                // The stream may have closed (timeout, peer gone): the sender
-                // then saw no acknowledgement and retries; nothing to do here.
-                if self
-                    .swarm
-                    .behaviour_mut()
-                    .delivery
-                    .send_response(delivery.channel, Answer::Accepted)
-                    .is_err()
-                {
-                    tracing::debug!("acknowledgement too late: the delivery stream is closed");
-                }
             }
             Command::ConnectedPeers { reply } => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
@@ -910,7 +902,6 @@ impl Network {
 
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
-            BehaviourEvent::Delivery(event) => self.on_delivery_event(event),
             BehaviourEvent::Mailbox(event) => self.on_mailbox_event(event),
             BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 id,
@@ -957,59 +948,6 @@ impl Network {
                 tracing::trace!(%peer, "dht routing updated");
             }
             _ => {}
-        }
-    }
-
-    fn on_delivery_event(&mut self, event: request_response::Event<delivery::Request, Answer>) {
-        use request_response::{Event as E, Message};
-        match event {
-            E::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
-                let delivery::Request { frame, reservation } = request;
-                match Envelope::decode(&frame) {
-                    Ok(envelope) => self.emit(Event::EnvelopeReceived {
-                        from: peer,
-                        envelope,
-                        delivery: InboundDelivery { channel, _reservation: reservation },
-                    }),
-                    Err(error) => {
-                        tracing::debug!(%peer, %error, "malformed envelope refused");
-                        let _ = self
-                            .swarm
-                            .behaviour_mut()
-                            .delivery
-                            .send_response(channel, Answer::Malformed);
-                    }
-                }
-            }
-            E::Message { message: Message::Response { request_id, response }, .. } => {
-                let result = match response {
-                    Answer::Accepted => Ok(()),
-                    Answer::Malformed => Err(DeliverError::Malformed),
-                };
-                self.finish_delivery(request_id, result);
-            }
-            E::OutboundFailure { request_id, error, peer, .. } => {
-                tracing::debug!(%peer, %error, "delivery failed");
-                let error = match error {
-                    OutboundFailure::DialFailure => DeliverError::Unreachable,
-                    OutboundFailure::Timeout => DeliverError::Timeout,
-                    OutboundFailure::ConnectionClosed => DeliverError::ConnectionLost,
-                    OutboundFailure::UnsupportedProtocols => DeliverError::UnsupportedProtocol,
-                    // The receiver closed the stream without an answer: it
-                    // read the envelope and did not take it.
-                    OutboundFailure::Io(error)
-                        if error.kind() == std::io::ErrorKind::UnexpectedEof =>
-                    {
-                        DeliverError::NotTaken
-                    }
-                    OutboundFailure::Io(_) => DeliverError::ConnectionLost,
-                };
-                self.finish_delivery(request_id, Err(error));
-            }
-            E::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, %error, "inbound delivery failed");
-            }
-            E::ResponseSent { .. } => {}
         }
     }
 
@@ -1137,26 +1075,6 @@ impl Network {
         }
     }
 
-    /// Puts `peer`'s queued deliveries on the wire, up to the per-peer
-    /// limit; drops those whose caller stopped waiting.
-    fn send_queued(&mut self, peer: PeerId) {
-        let Some(outbox) = self.outboxes.get_mut(&peer) else { return };
-        while outbox.in_flight < self.max_in_flight_per_peer {
-            let Some((envelope, reply)) = outbox.queued.pop_front() else { break };
-            if reply.is_closed() {
-                self.deliveries = self.deliveries.saturating_sub(1);
-                continue;
-            }
-            let request = delivery::Request::new(&envelope);
-            let id = self.swarm.behaviour_mut().delivery.send_request(&peer, request);
-            outbox.in_flight += 1;
-            self.in_flight.insert(id, (peer, reply));
-        }
-        if outbox.in_flight == 0 && outbox.queued.is_empty() {
-            self.outboxes.remove(&peer);
-        }
-    }
-
     /// Puts `peer`'s queued mailbox requests on the wire, up to
     /// [`mailbox::MAX_MAILBOX_REQUESTS_IN_FLIGHT_PER_PEER`]; drops those
     /// whose caller stopped waiting.
@@ -1191,19 +1109,8 @@ impl Network {
         }
         self.send_queued_mailbox(peer);
     }
-
-    fn finish_delivery(&mut self, id: OutboundRequestId, result: Result<(), DeliverError>) {
-        let Some((peer, reply)) = self.in_flight.remove(&id) else { return };
-        let _ = reply.send(result);
-        self.deliveries = self.deliveries.saturating_sub(1);
-        if let Some(outbox) = self.outboxes.get_mut(&peer) {
-            outbox.in_flight = outbox.in_flight.saturating_sub(1);
-        }
-        self.send_queued(peer);
-    }
 }
 
-type DeliveryReply = oneshot::Sender<Result<(), DeliverError>>;
 type MailboxReply = oneshot::Sender<Result<MailboxResponse, MailboxError>>;
 type FindReply = oneshot::Sender<Result<Vec<u8>, FindError>>;
 /// A valid record's publication time and value.
@@ -1235,14 +1142,6 @@ fn keeps(
         .take(allowed)
         .count();
     closer < allowed
-}
-
-/// One peer's deliveries: at most the per-peer limit on the wire, the rest
-/// queued in order (bounded by the node's [`crate::Limits::max_pending_deliveries`]).
-#[derive(Default)]
-struct Outbox {
-    in_flight: usize,
-    queued: VecDeque<(Envelope, DeliveryReply)>,
 }
 
 /// One peer's mailbox requests: at most

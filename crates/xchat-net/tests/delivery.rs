@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! `/xchat/delivery/1` between real nodes: in-process over the memory
+//! `/xchat/delivery/2` between real nodes: in-process over the memory
 //! transport, and over 127.0.0.1 with TCP and with QUIC.
 
 mod common;
@@ -71,6 +71,46 @@ async fn many_deliveries_in_flight_are_each_acknowledged() {
     for send in sends {
         within(send).await.unwrap().unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_in_any_order_reach_their_own_deliveries_on_one_link() {
+    let alice = start(Transport::Tcp).await;
+    let mut bob = start(Transport::Tcp).await;
+    alice.handle.dial(bob.peer, vec![bob.address.clone()]).await.unwrap();
+    let deliver = |fill: u8| {
+        let (handle, peer) = (alice.handle.clone(), bob.peer);
+        tokio::spawn(async move { handle.deliver(peer, envelope(fill)).await })
+    };
+
+    // Three on the wire at once; Bob holds them all before answering.
+    let sends = [deliver(1), deliver(2), deliver(3)];
+    let mut held = std::collections::BTreeMap::new();
+    while held.len() < 3 {
+        let (fill, delivery) = wait_for(&mut bob.events, |event| match event {
+            Event::EnvelopeReceived { envelope, delivery, .. } => {
+                Some((envelope.sealed()[0], delivery))
+            }
+            _ => None,
+        })
+        .await;
+        held.insert(fill, delivery);
+    }
+    // Answered last first, the middle one dropped: each sender learns its
+    // own envelope's fate, not its neighbour's.
+    bob.handle.acknowledge(held.remove(&3).unwrap()).await.unwrap();
+    drop(held.remove(&2));
+    bob.handle.acknowledge(held.remove(&1).unwrap()).await.unwrap();
+    let [first, second, third] = sends;
+    assert_eq!(within(third).await.unwrap(), Ok(()));
+    assert_eq!(within(second).await.unwrap(), Err(DeliverError::NotTaken));
+    assert_eq!(within(first).await.unwrap(), Ok(()));
+
+    // The link goes on after a refusal.
+    let again = deliver(4);
+    let (_, got) = receive_and_acknowledge(&mut bob).await;
+    assert_eq!(got, envelope(4));
+    assert_eq!(within(again).await.unwrap(), Ok(()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

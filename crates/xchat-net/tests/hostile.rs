@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! Hostile peers on `/xchat/delivery/1`: random bytes, an oversized length
-//! prefix, a malformed envelope, a flood of streams. Each is refused, and an
+//! Hostile peers on `/xchat/delivery/2`: random bytes, an oversized length
+//! prefix, a malformed envelope, a slow drip, a flood of streams. Each is refused, and an
 //! honest peer's delivery to the same node flows in the same test.
 //!
 //! The hostile peer is a bare libp2p swarm with raw streams
@@ -179,13 +179,15 @@ async fn oversized_length_prefix_is_refused_and_honest_delivery_flows() {
 async fn well_framed_garbage_is_answered_malformed_and_honest_delivery_flows() {
     let mut victim = victim().await;
     let hostile = Hostile::connect(victim.peer, victim.address.clone()).await;
-    let body = noise_bytes(500, 0xbad);
+    // A frame is the delivery's id, then the envelope: garbage here.
+    let id = 0x0102_0304_0506_0708_u64.to_be_bytes();
+    let body = [id.as_slice(), &noise_bytes(500, 0xbad)].concat();
     let mut frame = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
     frame.extend_from_slice(&body);
-    assert_eq!(
-        within(hostile.send(frame, true)).await,
-        Outcome::Answered(vec![delivery::Answer::Malformed.to_byte()])
-    );
+    // The answer names the id; the link closes once the hostile side closed
+    // its own and nothing is left to answer.
+    let answer = [id.as_slice(), &[delivery::Answer::Malformed.to_byte()]].concat();
+    assert_eq!(within(hostile.send(frame, true)).await, Outcome::Answered(answer));
     honest_delivery_flows(&mut victim).await;
 }
 
@@ -220,10 +222,10 @@ async fn stream_flood_is_refused_and_honest_delivery_flows() {
     let mut streams: FuturesUnordered<_> =
         (0..STREAMS).map(|_| hostile.send(stall.clone(), false)).collect();
 
-    // The victim holds at most its Yamux stream limit of them (of which at
-    // most MAX_DELIVERY_STREAMS_PER_CONNECTION reach the delivery handler)
-    // and refuses the rest at once: it never times out during the test, so
-    // a victim without limits would hold all of them.
+    // The victim holds at most delivery::MAX_INBOUND_LINKS_PER_PEER of them
+    // (and its Yamux stream limit bounds them before that) and refuses the
+    // rest at once: it never times out during the test, so a victim
+    // without limits would hold all of them.
     let must_refuse = STREAMS - xchat_net::config::MAX_STREAMS_PER_CONNECTION;
     let mut refused = 0;
     while refused < must_refuse {
