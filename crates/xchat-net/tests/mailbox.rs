@@ -173,7 +173,10 @@ async fn store_without_enough_work_is_refused_and_honest_store_flows() {
     let cheap =
         StoreRequest::new(owner.verifying_key(), envelope(1).encode(), 60, BITS - 4).unwrap();
     let response = sender.handle.mailbox_request(keeper.peer, Request::Store(cheap)).await;
-    assert_eq!(response, Ok(Response::Refused(ErrorCode::InsufficientWork)));
+    assert_eq!(
+        response,
+        Ok(Response::Refused(ErrorCode::InsufficientWork { required_bits: Some(BITS) }))
+    );
 
     let honest = StoreRequest::new(owner.verifying_key(), envelope(2).encode(), 60, BITS).unwrap();
     let id = honest.item_id();

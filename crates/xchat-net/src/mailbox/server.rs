@@ -320,7 +320,7 @@ mod tests {
         let (mut rng, mut server) = (rng(), server(config()));
         let owner = mailbox(&mut rng);
         let response = server.handle(NOW, *PEER, &store(&owner, 1, 60, BITS - 1), |_| true);
-        assert_eq!(response, Response::Refused(ErrorCode::InsufficientWork));
+        assert_eq!(response, Response::Refused(ErrorCode::InsufficientWork { required_bits: Some(BITS) }));
         assert!(
             fetched(server.handle(NOW, *PEER, &fetch(&owner, NOW, &mut rng), |_| true)).is_empty()
         );
@@ -336,7 +336,7 @@ mod tests {
         let at = bytes.windows(8).position(|w| w == [1; 8]).unwrap();
         bytes[at] = 2;
         let response = server.handle(NOW, *PEER, &bytes, |_| true);
-        assert_eq!(response, Response::Refused(ErrorCode::InsufficientWork));
+        assert_eq!(response, Response::Refused(ErrorCode::InsufficientWork { required_bits: None }));
     }
 
     #[test]
