@@ -14,11 +14,15 @@
 //!   [`Storage`] ([`MemoryStorage`] here; the node's encrypted database
 //!   implements it to survive restarts); the proof of work it asks rises
 //!   with its load ([`load`] has the rule);
+//! - [`store`]: a sender's side of a store: mints the stamp off the async
+//!   runtime, stores on the closest nodes, and pays once more for the nodes
+//!   that ask more work, up to what the sender is willing to pay;
 //! - [`dht_key`]: where in the DHT a mailbox lives. A sender stores on the
 //!   [`Config::replicas`] nodes closest to it
 //!   ([`NetworkHandle::store_in_mailbox`](crate::NetworkHandle::store_in_mailbox)).
 
 pub mod load;
+mod sender;
 mod server;
 mod storage;
 
@@ -31,6 +35,7 @@ use xchat_proto::mailbox::{
     MAX_DEMANDED_DIFFICULTY_BITS, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, MAX_TTL_SECONDS, Response,
 };
 
+pub use sender::{Postage, StoreError, StoreReport, asked_difficulty, store};
 pub use server::{NONCE_MEMORY_MS, PURGE_INTERVAL_MS, Server};
 pub use storage::{ItemRecord, MailboxKey, MemoryStorage, Storage, StorageError, Usage};
 
