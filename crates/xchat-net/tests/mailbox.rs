@@ -1,8 +1,10 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `/xchat/mailbox/1` on a real network of nodes (memory transport): an
 //! envelope left while its recipient is offline lands on the nodes closest to
 //! the mailbox, survives one of them going away, and is fetched and deleted
-//! by the mailbox's owner only.
+//! by the mailbox's owner only. A loaded node asks more proof of work, the
+//! sender pays it, and the node asks less once the load stops; a forged
+//! difficulty is not paid.
 
 mod common;
 
@@ -17,7 +19,7 @@ use xchat_proto::mailbox::{
     DeleteRequest, ErrorCode, FetchRequest, ItemId, Request, Response, StoreRequest,
 };
 
-use common::{Node, envelope, memory_address, start_with, within};
+use common::{Node, Transport, envelope, memory_address, start, start_with, within};
 
 /// Stamps in tests: cheap, and still checked.
 const BITS: u8 = 8;
@@ -146,7 +148,12 @@ async fn many_requests_to_one_mailbox_node_at_once_wait_their_turn_and_all_succe
     const STORES: u8 = 100;
     let mut rng = ChaCha20Rng::seed_from_u64(9);
     let owner = SigningKey::generate(&mut rng);
-    let config = mailbox::Config { request_burst_per_peer: 10_000, ..mailbox_config() };
+    // Neither the rate limit nor the load's difficulty in the way.
+    let config = mailbox::Config {
+        request_burst_per_peer: 10_000,
+        busy_stores_per_window: u64::MAX,
+        ..mailbox_config()
+    };
     let keeper = node(None, Some(config), DhtMode::Server).await;
     let sender = node(None, None, DhtMode::Client).await;
     sender.handle.add_address(keeper.peer, keeper.address.clone()).await.unwrap();
@@ -173,7 +180,10 @@ async fn store_without_enough_work_is_refused_and_honest_store_flows() {
     let cheap =
         StoreRequest::new(owner.verifying_key(), envelope(1).encode(), 60, BITS - 4).unwrap();
     let response = sender.handle.mailbox_request(keeper.peer, Request::Store(cheap)).await;
-    assert_eq!(response, Ok(Response::Refused(ErrorCode::InsufficientWork)));
+    assert_eq!(
+        response,
+        Ok(Response::Refused(ErrorCode::InsufficientWork { required_bits: Some(BITS) }))
+    );
 
     let honest = StoreRequest::new(owner.verifying_key(), envelope(2).encode(), 60, BITS).unwrap();
     let id = honest.item_id();
@@ -191,4 +201,190 @@ async fn node_keeping_no_mailboxes_does_not_offer_the_protocol() {
     let store = StoreRequest::new(owner.verifying_key(), envelope(3).encode(), 60, BITS).unwrap();
     let response = sender.handle.mailbox_request(device.peer, Request::Store(store)).await;
     assert_eq!(response, Err(xchat_net::MailboxError::UnsupportedProtocol));
+}
+
+/// A keeper whose difficulty rises from `BITS` at 8 stores per 3 s window,
+/// one bit per doubling, up to `BITS + 4`.
+fn loaded_config() -> mailbox::Config {
+    mailbox::Config {
+        max_difficulty_bits: BITS + 4,
+        load_window_ms: 3000,
+        busy_stores_per_window: 8,
+        request_burst_per_peer: 10_000,
+        ..mailbox_config()
+    }
+}
+
+/// A keeper and a sender that knows it, in the sender's DHT, so that
+/// `mailbox::store` finds it.
+async fn keeper_and_sender(config: mailbox::Config, key: &mailbox::MailboxKey) -> (Node, Node) {
+    let keeper = node(None, Some(config), DhtMode::Server).await;
+    let sender = node(Some(&keeper), None, DhtMode::Client).await;
+    nodes_for(&sender.handle, key, 1).await;
+    (keeper, sender)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loaded_node_asks_more_work_the_sender_pays_and_it_falls_back_after() {
+    let mut rng = ChaCha20Rng::seed_from_u64(10);
+    let owner = SigningKey::generate(&mut rng);
+    let key = owner.verifying_key();
+    let (keeper, sender) = keeper_and_sender(loaded_config(), &key.to_bytes()).await;
+    let store_at = |fill: u8, bits: u8| {
+        let store = StoreRequest::new(key, envelope(fill).encode(), 60, bits).unwrap();
+        sender.handle.mailbox_request(keeper.peer, Request::Store(store))
+    };
+    let postage = mailbox::Postage { bits: BITS, max_bits: BITS + 4 };
+
+    // Quiet, the keeper asks its minimum.
+    let report =
+        mailbox::store(&sender.handle, key, envelope(0).encode(), 60, postage, 1).await.unwrap();
+    assert_eq!((report.stored(), report.outcomes.len()), (1, 1), "{:?}", report.outcomes);
+
+    // Load: 16 stores at once, paying enough for any load they make.
+    let load = (1..=16).map(|fill| store_at(fill, BITS + 2));
+    for response in within(futures::future::join_all(load)).await {
+        assert!(matches!(response, Ok(Response::Stored(_))), "{response:?}");
+    }
+
+    // A store with the old difficulty is refused, and told the new one.
+    let response = within(store_at(100, BITS)).await;
+    let Ok(Response::Refused(ErrorCode::InsufficientWork { required_bits: Some(asked) })) =
+        response
+    else {
+        panic!("not refused for work: {response:?}");
+    };
+    assert!(asked > BITS && asked <= BITS + 2, "asked {asked}");
+
+    // The sender pays what the keeper asks and is stored.
+    let report =
+        within(mailbox::store(&sender.handle, key, envelope(101).encode(), 60, postage, 1))
+            .await
+            .unwrap();
+    let answers: Vec<&Result<Response, _>> =
+        report.outcomes.iter().map(|(_, outcome)| outcome).collect();
+    assert!(
+        matches!(
+            answers[..],
+            [
+                Ok(Response::Refused(ErrorCode::InsufficientWork { required_bits: Some(bits) })),
+                Ok(Response::Stored(_)),
+            ] if *bits == report.difficulty_bits && *bits > BITS
+        ),
+        "{answers:?}"
+    );
+
+    // Once the load stops the keeper asks its minimum again (within two
+    // windows; refused stores do not count as load).
+    let mut fill = 102;
+    within(async {
+        loop {
+            match store_at(fill, BITS).await {
+                Ok(Response::Stored(_)) => break,
+                Ok(Response::Refused(ErrorCode::InsufficientWork { .. })) => {}
+                other => panic!("{other:?}"),
+            }
+            fill += 1;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sender_does_not_pay_more_than_its_maximum() {
+    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    let owner = SigningKey::generate(&mut rng);
+    let key = owner.verifying_key();
+    let config = mailbox::Config { min_difficulty_bits: BITS + 5, ..loaded_config() };
+    let (keeper, sender) = keeper_and_sender(config, &key.to_bytes()).await;
+    let postage = mailbox::Postage { bits: BITS, max_bits: BITS + 4 };
+    let report = within(mailbox::store(&sender.handle, key, envelope(1).encode(), 60, postage, 1))
+        .await
+        .unwrap();
+    // Asked once, refused with more than the sender pays, not paid.
+    assert_eq!(report.stored(), 0);
+    assert_eq!(report.difficulty_bits, BITS);
+    assert_eq!(
+        report.outcomes,
+        vec![(
+            keeper.peer,
+            Ok(Response::Refused(ErrorCode::InsufficientWork { required_bits: Some(BITS + 5) }))
+        )]
+    );
+}
+
+/// `MailboxResponse { refused: Refused { code: INSUFFICIENT_WORK (6),
+/// required_difficulty_bits: 60 } }`, encoded by hand (field 4, length 4:
+/// field 1 = 6, field 2 = 60): more than any node may ask.
+const FORGED_DIFFICULTY: [u8; 6] = [0x22, 0x04, 0x08, 0x06, 0x10, 60];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_absurd_difficulty_is_refused_by_the_sender() {
+    use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+    use libp2p::{SwarmBuilder, noise, swarm::SwarmEvent, tcp, yamux};
+
+    // A bare libp2p peer that answers every mailbox request with the forgery.
+    let mut swarm = SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .build();
+    let forger = *swarm.local_peer_id();
+    let mut incoming = swarm.behaviour().new_control().accept(mailbox::PROTOCOL).unwrap();
+    swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+    let address = within(async {
+        loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                return address;
+            }
+        }
+    })
+    .await;
+    tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    let (asked, mut requests) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Some((_, mut stream)) = incoming.next().await {
+            let mut prefix = [0u8; 4];
+            let _ = stream.read_exact(&mut prefix).await;
+            let mut request = vec![0u8; u32::from_be_bytes(prefix) as usize];
+            let _ = stream.read_exact(&mut request).await;
+            let _ = asked.send(request).await;
+            let frame =
+                [&(FORGED_DIFFICULTY.len() as u32).to_be_bytes()[..], &FORGED_DIFFICULTY].concat();
+            let _ = stream.write_all(&frame).await;
+            let _ = stream.close().await;
+        }
+    });
+
+    let sender = start(Transport::Tcp).await;
+    sender.handle.add_address(forger, address).await.unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(12);
+    let owner = SigningKey::generate(&mut rng);
+    let store = StoreRequest::new(owner.verifying_key(), envelope(1).encode(), 60, BITS).unwrap();
+    let response = within(sender.handle.mailbox_request(forger, Request::Store(store))).await;
+    // The forger got the request, and its answer does not decode: there is
+    // no difficulty for the sender to pay.
+    assert!(within(requests.recv()).await.is_some());
+    assert!(response.is_err(), "{response:?}");
+    assert!(
+        !matches!(response, Ok(Response::Refused(ErrorCode::InsufficientWork { .. }))),
+        "{response:?}"
+    );
+    // The same bytes decode with a difficulty a node may ask: the refusal
+    // above is the limit's, not a broken frame's.
+    let mut fair = FORGED_DIFFICULTY;
+    fair[5] = xchat_proto::mailbox::MAX_DEMANDED_DIFFICULTY_BITS;
+    assert_eq!(
+        Response::decode(&fair),
+        Ok(Response::Refused(ErrorCode::InsufficientWork {
+            required_bits: Some(xchat_proto::mailbox::MAX_DEMANDED_DIFFICULTY_BITS)
+        }))
+    );
 }

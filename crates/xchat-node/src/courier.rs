@@ -24,7 +24,6 @@ use xchat_proto::bundle::{
 use xchat_proto::envelope::Envelope;
 use xchat_proto::mailbox::{
     DeleteRequest, FetchRequest, ItemId, MAX_DELETE_ITEMS, MAX_TTL_SECONDS, Request, Response,
-    StoreRequest,
 };
 
 /// How long a contact device's presence, once found, is used without asking
@@ -36,6 +35,12 @@ pub const MAILBOX_FETCH_NODES: usize = 2 * mailbox::REPLICAS;
 /// Proof-of-work bits minted on every mailbox store: what a mailbox node
 /// asks by default.
 pub const MAILBOX_STAMP_BITS: u8 = mailbox::MIN_DIFFICULTY_BITS;
+/// Most proof-of-work bits paid for one mailbox store, when loaded nodes
+/// ask more than [`MAILBOX_STAMP_BITS`]: the most any node may ask (about 16
+/// million hashes). The store is minted again once at what they ask; a
+/// node asking more is not paid, and if no node stored the envelope the
+/// core's retries take over.
+pub const MAILBOX_MAX_STAMP_BITS: u8 = mailbox::MAX_PAID_DIFFICULTY_BITS;
 
 /// Most mailbox stores under way at once. Each mints a stamp (CPU) and asks
 /// [`mailbox::REPLICAS`] nodes, whose requests the network bounds
@@ -62,7 +67,8 @@ pub struct Courier {
 }
 
 impl Courier {
-    /// A courier on `net`, minting stamps of `stamp_bits` bits.
+    /// A courier on `net`, minting stamps of `stamp_bits` bits (more, up to
+    /// [`MAILBOX_MAX_STAMP_BITS`], for a node that asks more).
     pub fn new(net: NetworkHandle, stamp_bits: u8) -> Self {
         Self {
             net,
@@ -151,22 +157,27 @@ impl Courier {
                 // Never closed.
                 let _turn =
                     self.mailbox_stores.acquire().await.map_err(|_| SendError::Unreachable)?;
-                let envelope = send.envelope.clone();
-                let bits = self.stamp_bits;
-                // Minting the stamp is the sender's work: off the runtime.
-                let request = tokio::task::spawn_blocking(move || {
-                    StoreRequest::new(mailbox, envelope, MAX_TTL_SECONDS, bits)
-                })
+                let postage = mailbox::Postage {
+                    bits: self.stamp_bits,
+                    max_bits: MAILBOX_MAX_STAMP_BITS.max(self.stamp_bits),
+                };
+                // Mints off the runtime, and once more for loaded nodes.
+                let report = mailbox::store(
+                    &self.net,
+                    mailbox,
+                    send.envelope.clone(),
+                    MAX_TTL_SECONDS,
+                    postage,
+                    mailbox::REPLICAS,
+                )
                 .await
-                .map_err(|_| SendError::Malformed)?
-                .map_err(|_| SendError::Malformed)?;
-                let outcomes = self
-                    .net
-                    .store_in_mailbox(request, mailbox::REPLICAS)
-                    .await
-                    .map_err(|_| SendError::Unreachable)?;
-                let stored = outcomes.iter().filter(|(_, o)| matches!(o, Ok(Response::Stored(_))));
-                if stored.count() > 0 { Ok(()) } else { Err(SendError::Unreachable) }
+                .map_err(|error| match error {
+                    mailbox::StoreError::Lookup(_) => SendError::Unreachable,
+                    mailbox::StoreError::Invalid(_) | mailbox::StoreError::Cancelled => {
+                        SendError::Malformed
+                    }
+                })?;
+                if report.stored() > 0 { Ok(()) } else { Err(SendError::Unreachable) }
             }
         }
     }

@@ -3,7 +3,10 @@
 //! mailbox's owner fetches and deletes them.
 //!
 //! - **Store** is open to anyone who pays a proof-of-work [`Stamp`] over the
-//!   mailbox key, the envelope's [`ItemId`] and the TTL.
+//!   mailbox key, the envelope's [`ItemId`] and the TTL. A node asks more
+//!   work when it is loaded: a store below what it asks now is refused with
+//!   [`ErrorCode::InsufficientWork`] saying how many bits it asks (at most
+//!   [`MAX_DEMANDED_DIFFICULTY_BITS`]), and the sender may mint again.
 //! - **Fetch** and **delete** are signed by the mailbox key (BIP340) over a
 //!   fixed byte layout, never over protobuf bytes (which have no canonical
 //!   form), with a timestamp and a random nonce against replays.
@@ -73,6 +76,11 @@ pub const REQUEST_NONCE_BYTES: usize = 16;
 pub const MAX_TTL_SECONDS: u32 = 7 * 24 * 60 * 60;
 /// Most bits of work a stamp may claim: its nonce has 64 bits.
 pub const MAX_STAMP_DIFFICULTY_BITS: u8 = 64;
+/// Most bits of work a node may ask of a store, under any load: about 16
+/// million SHA-256 computations, seconds on a phone's core, so an honest
+/// sender can always pay it. A refusal asking more does not decode (a
+/// forged or broken node cannot make a sender mint for hours).
+pub const MAX_DEMANDED_DIFFICULTY_BITS: u8 = 24;
 /// Most item ids in one delete request.
 pub const MAX_DELETE_ITEMS: usize = 256;
 /// Most items in one fetch response (one delete request can clear them).
@@ -302,6 +310,17 @@ impl StoreRequest {
     /// The proof of work.
     pub fn stamp(&self) -> Stamp {
         self.stamp
+    }
+
+    /// The same request with a new stamp of `difficulty_bits` (minted here:
+    /// about `2^difficulty_bits` hashes), for a node that asks more work.
+    ///
+    /// # Errors
+    /// [`ProtoError::OutOfRange`] over [`MAX_STAMP_DIFFICULTY_BITS`].
+    pub fn restamp(self, difficulty_bits: u8) -> Result<Self, ProtoError> {
+        let stamp =
+            Stamp::mint(&self.mailbox_key, &self.item_id, self.ttl_seconds, difficulty_bits)?;
+        Ok(Self { stamp, ..self })
     }
 
     fn to_proto(&self) -> pb::StoreRequest {
@@ -710,7 +729,12 @@ pub enum ErrorCode {
     /// The nonce was seen before.
     Replayed,
     /// The stamp does not show the work the node asks for.
-    InsufficientWork,
+    InsufficientWork {
+        /// The bits of work the node asks of a store now (1 to
+        /// [`MAX_DEMANDED_DIFFICULTY_BITS`]); `None` when it does not say
+        /// (an older node, or a stamp that does not hold).
+        required_bits: Option<u8>,
+    },
     /// The mailbox holds as much as the node allows.
     MailboxFull,
     /// Too many requests: try later.
@@ -736,7 +760,7 @@ impl From<ErrorCode> for pb::ErrorCode {
             ErrorCode::InvalidSignature => Self::InvalidSignature,
             ErrorCode::Stale => Self::Stale,
             ErrorCode::Replayed => Self::Replayed,
-            ErrorCode::InsufficientWork => Self::InsufficientWork,
+            ErrorCode::InsufficientWork { .. } => Self::InsufficientWork,
             ErrorCode::MailboxFull => Self::MailboxFull,
             ErrorCode::RateLimited => Self::RateLimited,
             ErrorCode::NotResponsible => Self::NotResponsible,
@@ -759,22 +783,46 @@ impl From<&VerifyError> for ErrorCode {
         match error {
             VerifyError::Stale { .. } => Self::Stale,
             VerifyError::InvalidSignature => Self::InvalidSignature,
-            VerifyError::InsufficientWork { .. } | VerifyError::InvalidStamp => {
-                Self::InsufficientWork
-            }
+            VerifyError::InsufficientWork { min_bits, .. } => Self::InsufficientWork {
+                required_bits: Some(*min_bits)
+                    .filter(|bits| (1..=MAX_DEMANDED_DIFFICULTY_BITS).contains(bits)),
+            },
+            VerifyError::InvalidStamp => Self::InsufficientWork { required_bits: None },
         }
     }
 }
 
-fn error_code(value: i32) -> Result<ErrorCode, ProtoError> {
+/// A refusal's code, and the difficulty asked with
+/// [`ErrorCode::InsufficientWork`] (0: not said).
+fn error_code(refused: &pb::Refused) -> Result<ErrorCode, ProtoError> {
     const FIELD: &str = "Refused.code";
-    Ok(match decode::enumeration(value, FIELD)? {
+    const REQUIRED: &str = "Refused.required_difficulty_bits";
+    let (value, required) = (refused.code, refused.required_difficulty_bits);
+    let code: pb::ErrorCode = decode::enumeration(value, FIELD)?;
+    if required != 0 && code != pb::ErrorCode::InsufficientWork {
+        return Err(ProtoError::Invalid {
+            field: REQUIRED,
+            reason: "set with another code than INSUFFICIENT_WORK",
+        });
+    }
+    if required > MAX_DEMANDED_DIFFICULTY_BITS.into() {
+        return Err(ProtoError::OutOfRange {
+            field: REQUIRED,
+            value: required.into(),
+            min: 0,
+            max: MAX_DEMANDED_DIFFICULTY_BITS.into(),
+        });
+    }
+    Ok(match code {
         pb::ErrorCode::Malformed => ErrorCode::Malformed,
         pb::ErrorCode::TooLarge => ErrorCode::TooLarge,
         pb::ErrorCode::InvalidSignature => ErrorCode::InvalidSignature,
         pb::ErrorCode::Stale => ErrorCode::Stale,
         pb::ErrorCode::Replayed => ErrorCode::Replayed,
-        pb::ErrorCode::InsufficientWork => ErrorCode::InsufficientWork,
+        pb::ErrorCode::InsufficientWork => ErrorCode::InsufficientWork {
+            // At most MAX_DEMANDED_DIFFICULTY_BITS, checked above.
+            required_bits: u8::try_from(required).ok().filter(|bits| *bits > 0),
+        },
         pb::ErrorCode::MailboxFull => ErrorCode::MailboxFull,
         pb::ErrorCode::RateLimited => ErrorCode::RateLimited,
         pb::ErrorCode::NotResponsible => ErrorCode::NotResponsible,
@@ -952,9 +1000,18 @@ impl Response {
                 more: fetched.more,
             }),
             Self::Deleted { count } => R::Deleted(pb::Deleted { count: *count }),
-            Self::Refused(code) => {
-                R::Refused(pb::Refused { code: pb::ErrorCode::from(*code).into() })
-            }
+            Self::Refused(code) => R::Refused(pb::Refused {
+                code: pb::ErrorCode::from(*code).into(),
+                required_difficulty_bits: match code {
+                    // A value past the limit would not decode: not said.
+                    ErrorCode::InsufficientWork { required_bits: Some(bits) }
+                        if *bits <= MAX_DEMANDED_DIFFICULTY_BITS =>
+                    {
+                        u32::from(*bits)
+                    }
+                    _ => 0,
+                },
+            }),
         };
         prost::Message::encode_to_vec(&pb::MailboxResponse { result: Some(result) })
     }
@@ -985,7 +1042,7 @@ impl TryFrom<pb::MailboxResponse> for Response {
                 Self::Fetched(page)
             }
             R::Deleted(deleted) => Self::Deleted { count: deleted.count },
-            R::Refused(refused) => Self::Refused(error_code(refused.code)?),
+            R::Refused(refused) => Self::Refused(error_code(&refused)?),
         })
     }
 }

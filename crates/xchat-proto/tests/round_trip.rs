@@ -19,8 +19,8 @@ use xchat_proto::envelope::{
     MIN_SEALED_BYTES,
 };
 use xchat_proto::mailbox::{
-    DeleteRequest, ErrorCode, FetchRequest, Fetched, Item, ItemId, Request, Response, StoreRequest,
-    UnverifiedRequest,
+    DeleteRequest, ErrorCode, FetchRequest, Fetched, Item, ItemId, MAX_DEMANDED_DIFFICULTY_BITS,
+    Request, Response, StoreRequest, UnverifiedRequest,
 };
 
 fn timer() -> impl Strategy<Value = VanishingTimer> {
@@ -169,6 +169,7 @@ proptest! {
         more in any::<bool>(),
         count in any::<u32>(),
         id in any::<[u8; 32]>(),
+        required_bits in proptest::option::of(1..=MAX_DEMANDED_DIFFICULTY_BITS),
     ) {
         let mut page = Fetched::new();
         for (stored_at_ms, envelope) in items {
@@ -180,6 +181,7 @@ proptest! {
             Response::Stored(ItemId::from_bytes(id)),
             Response::Deleted { count },
             Response::Refused(ErrorCode::MailboxFull),
+            Response::Refused(ErrorCode::InsufficientWork { required_bits }),
         ] {
             prop_assert_eq!(Response::decode(&response.encode()).unwrap(), response);
         }

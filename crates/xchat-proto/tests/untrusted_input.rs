@@ -80,6 +80,7 @@ fn seeds() -> Vec<Vec<u8>> {
         .encode(),
         Response::Fetched(page).encode(),
         Response::Refused(ErrorCode::Stale).encode(),
+        Response::Refused(ErrorCode::InsufficientWork { required_bits: Some(20) }).encode(),
     ]
 }
 

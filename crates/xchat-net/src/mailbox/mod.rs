@@ -12,11 +12,17 @@
 //!   requests drawing on a node-wide budget ([`MAX_INBOUND_MAILBOX_BYTES`]);
 //! - [`Server`]: a mailbox node's checks, quotas and expiry, sans-IO, over a
 //!   [`Storage`] ([`MemoryStorage`] here; the node's encrypted database
-//!   implements it to survive restarts);
+//!   implements it to survive restarts); the proof of work it asks rises
+//!   with its load ([`load`] has the rule);
+//! - [`store`]: a sender's side of a store: mints the stamp off the async
+//!   runtime, stores on the closest nodes, and pays once more for the nodes
+//!   that ask more work, up to what the sender is willing to pay;
 //! - [`dht_key`]: where in the DHT a mailbox lives. A sender stores on the
 //!   [`Config::replicas`] nodes closest to it
 //!   ([`NetworkHandle::store_in_mailbox`](crate::NetworkHandle::store_in_mailbox)).
 
+pub mod load;
+mod sender;
 mod server;
 mod storage;
 
@@ -25,8 +31,11 @@ use std::sync::Arc;
 
 use futures::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
-use xchat_proto::mailbox::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, MAX_TTL_SECONDS, Response};
+use xchat_proto::mailbox::{
+    MAX_DEMANDED_DIFFICULTY_BITS, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, MAX_TTL_SECONDS, Response,
+};
 
+pub use sender::{Postage, StoreError, StoreReport, asked_difficulty, store};
 pub use server::{NONCE_MEMORY_MS, PURGE_INTERVAL_MS, Server};
 pub use storage::{ItemRecord, MailboxKey, MemoryStorage, Storage, StorageError, Usage};
 
@@ -36,8 +45,26 @@ use crate::frame::{InboundBudget, Reservation, read_frame, write_frame};
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/xchat/mailbox/1");
 
 /// Fewest bits of proof of work a node asks of a store by default (about
-/// 65 000 SHA-256 computations for the sender: milliseconds).
+/// 65 000 SHA-256 computations for the sender: milliseconds): what a quiet
+/// node asks.
 pub const MIN_DIFFICULTY_BITS: u8 = 16;
+/// Most bits of proof of work a node asks by default, however loaded (about
+/// 4 million SHA-256 computations: about a second on one core). Below
+/// xchat-proto's [`MAX_DEMANDED_DIFFICULTY_BITS`], the most any node may ask.
+pub const MAX_DIFFICULTY_BITS: u8 = 22;
+/// The window a node counts its stores in to know its load (10 s): the
+/// difficulty it asks follows a burst at once and falls back within two
+/// windows after it ([`load`]).
+pub const LOAD_WINDOW_MS: u64 = 10 * 1000;
+/// Stores accepted in one [`LOAD_WINDOW_MS`] at which a node asks one bit
+/// more than its minimum; each doubling of them asks one more (10 stores a
+/// second: a single peer's sustained request rate,
+/// [`REQUESTS_PER_SECOND_PER_PEER`]).
+pub const BUSY_STORES_PER_WINDOW: u64 = 100;
+/// Most bits of proof of work a sender pays for one store by default: the
+/// most any node may ask. A node asking more (it cannot, honestly) is not
+/// paid: the store fails there and the sender's own retries take over.
+pub const MAX_PAID_DIFFICULTY_BITS: u8 = MAX_DEMANDED_DIFFICULTY_BITS;
 /// Nodes a sender stores each envelope on by default (k).
 pub const REPLICAS: usize = 3;
 /// A node keeps a mailbox when fewer than this many times
@@ -80,8 +107,17 @@ pub const MAX_PENDING_LOOKUPS: usize = 64;
 /// A mailbox node's policy. [`Config::default`] is this module's constants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// See [`MIN_DIFFICULTY_BITS`].
+    /// See [`MIN_DIFFICULTY_BITS`]. At most
+    /// [`MAX_DEMANDED_DIFFICULTY_BITS`]; the [`Server`] uses that beyond.
     pub min_difficulty_bits: u8,
+    /// See [`MAX_DIFFICULTY_BITS`]. Between `min_difficulty_bits` and
+    /// [`MAX_DEMANDED_DIFFICULTY_BITS`]; the [`Server`] uses the nearest
+    /// beyond.
+    pub max_difficulty_bits: u8,
+    /// See [`LOAD_WINDOW_MS`]; tests shorten it.
+    pub load_window_ms: u64,
+    /// See [`BUSY_STORES_PER_WINDOW`].
+    pub busy_stores_per_window: u64,
     /// Longest a node keeps an envelope, in seconds; a longer TTL asked by
     /// the sender is cut to it. At most xchat-proto's [`MAX_TTL_SECONDS`].
     pub max_ttl_seconds: u32,
@@ -107,6 +143,9 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             min_difficulty_bits: MIN_DIFFICULTY_BITS,
+            max_difficulty_bits: MAX_DIFFICULTY_BITS,
+            load_window_ms: LOAD_WINDOW_MS,
+            busy_stores_per_window: BUSY_STORES_PER_WINDOW,
             max_ttl_seconds: MAX_TTL_SECONDS,
             replicas: REPLICAS,
             max_items_per_mailbox: MAX_ITEMS_PER_MAILBOX,

@@ -8,6 +8,11 @@
 //! codec, before allocation), responsibility (store only), proof of work or
 //! signature and clock skew, replayed nonce, quotas. Nothing is stored or
 //! remembered for a request that is refused.
+//!
+//! The proof of work asked is the node's minimum raised by its load
+//! ([`super::load`]); a store below it is refused
+//! [`ErrorCode::InsufficientWork`] with the difficulty asked, so the sender
+//! can pay it and retry. Each store accepted counts towards the load.
 
 use std::collections::HashMap;
 
@@ -18,6 +23,7 @@ use xchat_proto::mailbox::{
     UnverifiedRequest,
 };
 
+use super::load::{self, Load};
 use super::storage::{ItemRecord, MailboxKey, Storage};
 use super::{Config, MAX_RATE_TRACKED_PEERS};
 
@@ -38,6 +44,8 @@ pub struct Server {
     /// Each recent peer's request allowance (token bucket), at most
     /// [`MAX_RATE_TRACKED_PEERS`].
     allowances: HashMap<PeerId, Allowance>,
+    /// Stores accepted lately, for the difficulty asked.
+    load: Load,
     next_purge_ms: u64,
 }
 
@@ -59,9 +67,13 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// A node with `config` keeping envelopes in `storage`.
+    /// A node with `config` keeping envelopes in `storage`. Difficulties
+    /// past what a sender pays are brought within it
+    /// ([`Config::min_difficulty_bits`]).
     pub fn new(config: Config, storage: Box<dyn Storage>) -> Self {
+        let config = load::payable(config);
         Self {
+            load: Load::new(config.load_window_ms),
             config,
             storage,
             nonces: HashMap::new(),
@@ -73,6 +85,18 @@ impl Server {
     /// The node's policy.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The bits of proof of work this node asks of a store at `now_ms`: its
+    /// minimum, raised by its recent load ([`super::load`]).
+    pub fn difficulty(&mut self, now_ms: u64) -> u8 {
+        let config = &self.config;
+        load::difficulty_for(
+            config.min_difficulty_bits,
+            config.max_difficulty_bits,
+            config.busy_stores_per_window,
+            self.load.stores(now_ms),
+        )
     }
 
     /// Answers `request` (bytes from the network) from `peer` at `now_ms`
@@ -110,9 +134,9 @@ impl Server {
                 if !responsible(&mailbox) {
                     return Err(ErrorCode::NotResponsible);
                 }
-                let store = store
-                    .verify(self.config.min_difficulty_bits)
-                    .map_err(|error| ErrorCode::from(&error))?;
+                let asked = self.difficulty(now_ms);
+                // A refusal for too few bits says how many are asked.
+                let store = store.verify(asked).map_err(|error| ErrorCode::from(&error))?;
                 let id = store.item_id();
                 let ttl_ms = u64::from(store.ttl_seconds().min(self.config.max_ttl_seconds)) * 1000;
                 let envelope = store.into_envelope();
@@ -124,6 +148,7 @@ impl Server {
                     envelope,
                 };
                 self.storage.insert(&mailbox, record).map_err(internal)?;
+                self.load.record(now_ms);
                 Ok(Response::Stored(id))
             }
             UnverifiedRequest::Fetch(fetch) => {
@@ -259,8 +284,13 @@ mod tests {
     }
 
     fn config() -> Config {
-        // No rate limit in the way, except in its own test.
-        Config { min_difficulty_bits: BITS, request_burst_per_peer: 10_000, ..Config::default() }
+        // No rate limit nor load in the way, except in their own tests.
+        Config {
+            min_difficulty_bits: BITS,
+            request_burst_per_peer: 10_000,
+            busy_stores_per_window: u64::MAX,
+            ..Config::default()
+        }
     }
 
     fn rng() -> ChaCha20Rng {
@@ -320,7 +350,10 @@ mod tests {
         let (mut rng, mut server) = (rng(), server(config()));
         let owner = mailbox(&mut rng);
         let response = server.handle(NOW, *PEER, &store(&owner, 1, 60, BITS - 1), |_| true);
-        assert_eq!(response, Response::Refused(ErrorCode::InsufficientWork));
+        assert_eq!(
+            response,
+            Response::Refused(ErrorCode::InsufficientWork { required_bits: Some(BITS) })
+        );
         assert!(
             fetched(server.handle(NOW, *PEER, &fetch(&owner, NOW, &mut rng), |_| true)).is_empty()
         );
@@ -336,7 +369,10 @@ mod tests {
         let at = bytes.windows(8).position(|w| w == [1; 8]).unwrap();
         bytes[at] = 2;
         let response = server.handle(NOW, *PEER, &bytes, |_| true);
-        assert_eq!(response, Response::Refused(ErrorCode::InsufficientWork));
+        assert_eq!(
+            response,
+            Response::Refused(ErrorCode::InsufficientWork { required_bits: None })
+        );
     }
 
     #[test]
@@ -461,6 +497,105 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A node whose difficulty rises from `BITS` at 4 stores a second
+    /// (window 1 s), up to `BITS + 3`.
+    fn loaded_config() -> Config {
+        Config {
+            max_difficulty_bits: BITS + 3,
+            load_window_ms: 1000,
+            busy_stores_per_window: 4,
+            ..config()
+        }
+    }
+
+    /// Stores `count` distinct envelopes paying `bits`, from fill `first`;
+    /// returns the last response.
+    fn store_many(
+        server: &mut Server,
+        at: u64,
+        key: &SigningKey,
+        first: u8,
+        count: u8,
+        bits: u8,
+    ) -> Response {
+        let mut last = Response::Deleted { count: 0 };
+        for fill in first..first + count {
+            last = server.handle(at, *PEER, &store(key, fill, 60, bits), |_| true);
+        }
+        last
+    }
+
+    #[test]
+    fn loaded_node_asks_more_work_and_says_how_much() {
+        let (mut rng, mut server) = (rng(), server(loaded_config()));
+        let owner = mailbox(&mut rng);
+        assert_eq!(server.difficulty(NOW), BITS);
+        assert!(matches!(store_many(&mut server, NOW, &owner, 0, 4, BITS), Response::Stored(_)));
+        // Four stores in the window: one bit more, and the refusal says so.
+        assert_eq!(server.difficulty(NOW), BITS + 1);
+        let response = server.handle(NOW + 1, *PEER, &store(&owner, 50, 60, BITS), |_| true);
+        assert_eq!(
+            response,
+            Response::Refused(ErrorCode::InsufficientWork { required_bits: Some(BITS + 1) })
+        );
+        // Paying it is accepted; twice the load asks another bit.
+        assert!(matches!(
+            store_many(&mut server, NOW + 2, &owner, 50, 4, BITS + 1),
+            Response::Stored(_)
+        ));
+        assert_eq!(server.difficulty(NOW + 3), BITS + 2);
+    }
+
+    #[test]
+    fn difficulty_falls_back_when_the_load_stops() {
+        let (mut rng, mut server) = (rng(), server(loaded_config()));
+        let owner = mailbox(&mut rng);
+        store_many(&mut server, NOW, &owner, 0, 8, BITS + 2);
+        assert_eq!(server.difficulty(NOW), BITS + 2);
+        // The next window still remembers the burst...
+        assert_eq!(server.difficulty(NOW + 1000), BITS + 2);
+        let response = server.handle(NOW + 1000, *PEER, &store(&owner, 99, 60, BITS), |_| true);
+        assert!(matches!(response, Response::Refused(ErrorCode::InsufficientWork { .. })));
+        // ...and after a whole quiet window the minimum is back.
+        assert_eq!(server.difficulty(NOW + 2000), BITS);
+        let response = server.handle(NOW + 2000, *PEER, &store(&owner, 99, 60, BITS), |_| true);
+        assert!(matches!(response, Response::Stored(_)));
+    }
+
+    #[test]
+    fn difficulty_stays_within_the_cap_however_loaded() {
+        let (mut rng, mut server) = (rng(), server(loaded_config()));
+        let owner = mailbox(&mut rng);
+        store_many(&mut server, NOW, &owner, 0, 100, BITS + 3);
+        assert_eq!(server.difficulty(NOW), BITS + 3, "100 stores is past 16 x busy");
+    }
+
+    #[test]
+    fn refused_stores_do_not_raise_the_difficulty() {
+        let (mut rng, mut server) = (rng(), server(loaded_config()));
+        let owner = mailbox(&mut rng);
+        // Cheap stores, a stamp that does not hold, stores the node does
+        // not keep: none is stored, none counts.
+        store_many(&mut server, NOW, &owner, 0, 20, BITS - 1);
+        let mut forged = store(&owner, 1, 60, BITS);
+        let at = forged.windows(8).position(|w| w == [1; 8]).unwrap();
+        forged[at] = 2;
+        for _ in 0..20 {
+            server.handle(NOW, *PEER, &forged, |_| true);
+            server.handle(NOW, *PEER, &store(&owner, 3, 60, BITS), |_| false);
+        }
+        assert_eq!(server.difficulty(NOW), BITS);
+    }
+
+    #[test]
+    fn difficulty_configured_past_what_senders_pay_is_brought_within_it() {
+        let max = xchat_proto::mailbox::MAX_DEMANDED_DIFFICULTY_BITS;
+        let mut server =
+            server(Config { min_difficulty_bits: 60, max_difficulty_bits: 64, ..config() });
+        assert_eq!(server.difficulty(NOW), max);
+        assert_eq!(server.config().max_difficulty_bits, max);
     }
 
     #[test]

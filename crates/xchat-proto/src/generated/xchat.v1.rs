@@ -451,7 +451,8 @@ pub struct Stamp {
     pub nonce: u64,
     /// The number of leading zero bits the sender claims, 0 to 64
     /// (MAX_STAMP_DIFFICULTY_BITS: the nonce has 64 bits); the stamp input
-    /// covers it. A node refuses a claim below its own minimum.
+    /// covers it. A node refuses a claim below what it asks now (its minimum,
+    /// raised under load), telling the difficulty it asks in Refused.
     #[prost(uint32, tag = "2")]
     pub difficulty_bits: u32,
 }
@@ -587,6 +588,14 @@ pub struct Refused {
     /// Why.
     #[prost(enumeration = "ErrorCode", tag = "1")]
     pub code: i32,
+    /// With ERROR_CODE_INSUFFICIENT_WORK only: the bits of work the node asks
+    /// of a store now (it raises them under load), 1 to 24
+    /// (MAX_DEMANDED_DIFFICULTY_BITS); 0 when the node does not say (a node
+    /// before this field, or a stamp that does not hold). A sender may mint
+    /// again at this difficulty and retry. A response with a value above 24,
+    /// or with a value and another code, is refused.
+    #[prost(uint32, tag = "2")]
+    pub required_difficulty_bits: u32,
 }
 /// Why a request was refused. Numbers are stable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
@@ -604,7 +613,8 @@ pub enum ErrorCode {
     Stale = 4,
     /// The nonce was seen before.
     Replayed = 5,
-    /// The stamp does not show the work the node asks for.
+    /// The stamp does not show the work the node asks for (Refused says how
+    /// much it asks now).
     InsufficientWork = 6,
     /// The mailbox holds as much as the node allows.
     MailboxFull = 7,

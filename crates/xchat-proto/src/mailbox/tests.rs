@@ -367,7 +367,8 @@ fn error_codes_keep_their_numbers() {
         (ErrorCode::InvalidSignature, 3),
         (ErrorCode::Stale, 4),
         (ErrorCode::Replayed, 5),
-        (ErrorCode::InsufficientWork, 6),
+        (ErrorCode::InsufficientWork { required_bits: None }, 6),
+        (ErrorCode::InsufficientWork { required_bits: Some(20) }, 6),
         (ErrorCode::MailboxFull, 7),
         (ErrorCode::RateLimited, 8),
         (ErrorCode::NotResponsible, 9),
@@ -380,7 +381,14 @@ fn error_codes_keep_their_numbers() {
             Ok(Response::Refused(code))
         );
     }
-    assert_eq!(ErrorCode::from(&VerifyError::InvalidStamp), ErrorCode::InsufficientWork);
+    assert_eq!(
+        ErrorCode::from(&VerifyError::InvalidStamp),
+        ErrorCode::InsufficientWork { required_bits: None }
+    );
+    assert_eq!(
+        ErrorCode::from(&VerifyError::InsufficientWork { claimed_bits: 16, min_bits: 19 }),
+        ErrorCode::InsufficientWork { required_bits: Some(19) }
+    );
     assert_eq!(ErrorCode::from(&VerifyError::Stale { skew_ms: 1 }), ErrorCode::Stale);
     assert_eq!(
         ErrorCode::from(&ProtoError::TooLarge { message: "MailboxRequest", len: 2, max: 1 }),
@@ -401,7 +409,7 @@ fn response_refuses_each_invalid_field() {
     assert_eq!(decode_result(None), ProtoError::MissingField { field: "MailboxResponse.result" });
     for code in [0, 11, -3] {
         assert_eq!(
-            decode_result(Some(R::Refused(pb::Refused { code }))),
+            decode_result(Some(R::Refused(pb::Refused { code, required_difficulty_bits: 0 }))),
             ProtoError::UnknownEnumValue { field: "Refused.code", value: code }
         );
     }
@@ -437,6 +445,66 @@ fn response_refuses_each_invalid_field() {
     );
     let bytes = vec![0u8; MAX_RESPONSE_BYTES + 1];
     assert!(matches!(Response::decode(&bytes), Err(ProtoError::TooLarge { .. })));
+}
+
+#[test]
+fn refusal_asking_more_work_than_any_node_may_ask_is_refused() {
+    use pb::mailbox_response::Result as R;
+    let refused = |code: pb::ErrorCode, required_difficulty_bits: u32| {
+        let refused = pb::Refused { code: code.into(), required_difficulty_bits };
+        Response::decode(&pb::MailboxResponse { result: Some(R::Refused(refused)) }.encode_to_vec())
+    };
+    let max = MAX_DEMANDED_DIFFICULTY_BITS;
+    assert_eq!(
+        refused(pb::ErrorCode::InsufficientWork, max.into()),
+        Ok(Response::Refused(ErrorCode::InsufficientWork { required_bits: Some(max) }))
+    );
+    // A node that does not say (an older one) is still understood.
+    assert_eq!(
+        refused(pb::ErrorCode::InsufficientWork, 0),
+        Ok(Response::Refused(ErrorCode::InsufficientWork { required_bits: None }))
+    );
+    for absurd in [u32::from(max) + 1, u32::from(MAX_STAMP_DIFFICULTY_BITS), 256, u32::MAX] {
+        assert_eq!(
+            refused(pb::ErrorCode::InsufficientWork, absurd),
+            Err(ProtoError::OutOfRange {
+                field: "Refused.required_difficulty_bits",
+                value: absurd.into(),
+                min: 0,
+                max: max.into(),
+            })
+        );
+    }
+    // A difficulty only goes with INSUFFICIENT_WORK.
+    assert!(matches!(
+        refused(pb::ErrorCode::RateLimited, 20),
+        Err(ProtoError::Invalid { field: "Refused.required_difficulty_bits", .. })
+    ));
+}
+
+#[test]
+fn difficulty_past_the_limit_is_never_encoded() {
+    // A refusal a node builds by hand past the limit is sent as "not said",
+    // so every response a node encodes decodes.
+    let response = Response::Refused(ErrorCode::InsufficientWork {
+        required_bits: Some(MAX_DEMANDED_DIFFICULTY_BITS + 1),
+    });
+    assert_eq!(
+        Response::decode(&response.encode()),
+        Ok(Response::Refused(ErrorCode::InsufficientWork { required_bits: None }))
+    );
+}
+
+#[test]
+fn restamped_request_holds_at_the_new_difficulty() {
+    let request = store(&mut rng());
+    let item = request.item_id();
+    let restamped = request.restamp(DIFFICULTY + 2).unwrap();
+    assert_eq!((restamped.item_id(), restamped.stamp().difficulty_bits()), (item, DIFFICULTY + 2));
+    let UnverifiedRequest::Store(decoded) = decode(&Request::Store(restamped.clone())) else {
+        panic!("not a store");
+    };
+    assert_eq!(decoded.verify(DIFFICULTY + 2), Ok(restamped));
 }
 
 #[test]
