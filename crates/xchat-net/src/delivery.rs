@@ -158,6 +158,14 @@ impl Waiting {
     }
 }
 
+/// Where [`Links::queue`] put a delivery.
+enum Picked {
+    /// A new link was started with it.
+    Started,
+    /// The peer's link runs: send it there.
+    Running(mpsc::Sender<Outgoing>, Outgoing),
+}
+
 /// A link's queue, and which link it is.
 struct LinkQueue {
     serial: u64,
@@ -214,7 +222,15 @@ impl Links {
         // A link closing just as it is picked refuses the delivery: one more
         // try on a fresh link.
         for _ in 0..2 {
-            let queue = self.queue(peer)?;
+            let queue = match self.queue(peer, outgoing)? {
+                Picked::Started => {
+                    return answer.await.unwrap_or(Err(DeliverError::ConnectionLost));
+                }
+                Picked::Running(queue, back) => {
+                    outgoing = back;
+                    queue
+                }
+            };
             match queue.send(outgoing).await {
                 Ok(()) => return answer.await.unwrap_or(Err(DeliverError::ConnectionLost)),
                 Err(mpsc::error::SendError(back)) => {
@@ -226,13 +242,15 @@ impl Links {
         Err(DeliverError::ConnectionLost)
     }
 
-    /// `peer`'s link queue, starting the link when there is none.
-    fn queue(&self, peer: PeerId) -> Result<mpsc::Sender<Outgoing>, DeliverError> {
+    /// `peer`'s running link, or a new link started with `outgoing` as its
+    /// first delivery (queued before the link runs, so a link that fails at
+    /// once fails it with its own error).
+    fn queue(&self, peer: PeerId, outgoing: Outgoing) -> Result<Picked, DeliverError> {
         let mut links = self.links.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(link) = links.get(&peer)
             && !link.queue.is_closed()
         {
-            return Ok(link.queue.clone());
+            return Ok(Picked::Running(link.queue.clone(), outgoing));
         }
         links.retain(|_, link| !link.queue.is_closed());
         if links.len() >= MAX_OUTBOUND_LINKS {
@@ -240,9 +258,11 @@ impl Links {
         }
         let serial = self.serials.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (queue, receiver) = mpsc::channel(self.limits.window);
-        links.insert(peer, LinkQueue { serial, queue: queue.clone() });
+        // Room for it: the channel is new and holds the window (at least 1).
+        let _ = queue.try_send(outgoing);
+        links.insert(peer, LinkQueue { serial, queue });
         tokio::spawn(run_link(self.clone(), peer, serial, receiver));
-        Ok(queue)
+        Ok(Picked::Started)
     }
 
     /// Forgets `peer`'s link if it is still the one given.
