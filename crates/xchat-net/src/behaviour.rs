@@ -155,6 +155,7 @@ fn behaviour(
 
     let mut kad_config = kad::Config::new(KAD_PROTOCOL);
     kad_config.set_query_timeout(DHT_QUERY_TIMEOUT);
+    kad_config.set_periodic_bootstrap_interval(config.dht_bootstrap_interval);
     // Every record a peer sends is checked (`record::validate`) before the
     // network task stores it.
     kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);

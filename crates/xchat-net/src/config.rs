@@ -56,6 +56,10 @@ pub const MAX_DHT_RECORD_BYTES: usize = crate::record::MAX_RECORD_VALUE_BYTES;
 pub const MAX_PENDING_RECORD_QUERIES: usize = 64;
 /// Longest a DHT query runs before it reports what it found.
 pub const DHT_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a node runs a DHT bootstrap again (a lookup of its own id,
+/// then one per bucket), to keep its routing table fresh (5 minutes,
+/// libp2p-kad's default).
+pub const DHT_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
 /// Most peers that may hold a reservation on this node's relay at once.
 pub const RELAY_MAX_RESERVATIONS: usize = 128;
@@ -149,6 +153,11 @@ pub struct Config {
     pub enable_memory_transport: bool,
     /// Whether this node answers DHT queries.
     pub dht_mode: DhtMode,
+    /// How often the DHT bootstrap runs again after the first
+    /// ([`DHT_BOOTSTRAP_INTERVAL`]); `None`: only at start and when the
+    /// routing table runs low. A simulation of many nodes in one process
+    /// turns it off, or every node's refresh swamps the process.
+    pub dht_bootstrap_interval: Option<Duration>,
     /// Relay connections for nodes that cannot be dialed (behind a NAT):
     /// for publicly reachable nodes. Every node can *use* relays.
     pub enable_relay_server: bool,
@@ -180,6 +189,7 @@ impl Default for Config {
             enable_mdns: true,
             enable_memory_transport: false,
             dht_mode: DhtMode::default(),
+            dht_bootstrap_interval: Some(DHT_BOOTSTRAP_INTERVAL),
             enable_relay_server: false,
             limits: Limits::default(),
             mailbox: Some(crate::mailbox::Config::default()),
