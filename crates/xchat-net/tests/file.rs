@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::multiaddr::Protocol;
-use libp2p::{Multiaddr, PeerId, SwarmBuilder, noise, tcp, yamux};
+use libp2p::{Multiaddr, PeerId};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use xchat_crypto::file::{ChunkCipher, FileDigest, FileKey};
 use xchat_net::file::{
@@ -28,7 +28,7 @@ use xchat_net::identity::Keypair;
 use xchat_net::{Config, Event, Network, NetworkHandle};
 use xchat_proto::content::FileId;
 
-use common::{Node, Transport, WAIT, listen_address, wait_for, within};
+use common::{Node, Transport, listen_address, wait_for, within};
 
 /// Makes plaintext without holding it: each 4 KiB block filled with a byte
 /// of its index, so every chunk differs from its neighbours.
@@ -417,14 +417,7 @@ async fn stalled_fetcher_is_dropped_while_another_transfer_flows() {
 
 /// A bare libp2p peer with raw streams, to speak `/xchat/file/1` wrongly.
 async fn hostile_control(victim: PeerId, address: Multiaddr) -> libp2p_stream::Control {
-    let mut swarm = SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-        .unwrap()
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())
-        .unwrap()
-        .with_swarm_config(|config| config.with_idle_connection_timeout(WAIT))
-        .build();
+    let mut swarm = common::bare_swarm();
     let control = swarm.behaviour().new_control();
     swarm.dial(address.with(Protocol::P2p(victim))).unwrap();
     tokio::spawn(async move {

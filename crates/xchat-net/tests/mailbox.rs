@@ -322,16 +322,10 @@ const FORGED_DIFFICULTY: [u8; 6] = [0x22, 0x04, 0x08, 0x06, 0x10, 60];
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_absurd_difficulty_is_refused_by_the_sender() {
     use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-    use libp2p::{SwarmBuilder, noise, swarm::SwarmEvent, tcp, yamux};
+    use libp2p::swarm::SwarmEvent;
 
     // A bare libp2p peer that answers every mailbox request with the forgery.
-    let mut swarm = SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-        .unwrap()
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())
-        .unwrap()
-        .build();
+    let mut swarm = common::bare_swarm();
     let forger = *swarm.local_peer_id();
     let mut incoming = swarm.behaviour().new_control().accept(mailbox::PROTOCOL).unwrap();
     swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();

@@ -105,3 +105,18 @@ pub async fn receive_and_acknowledge(node: &mut Node) -> (PeerId, Envelope) {
     node.handle.acknowledge(delivery).await.unwrap();
     (from, envelope)
 }
+
+/// A bare libp2p peer over TCP with raw streams (`libp2p-stream`), for the
+/// tests' hostile and forging peers: it writes whatever bytes a test gives
+/// it, ignoring xchat's rules. Its connections stay up for the whole test.
+pub fn bare_swarm() -> libp2p::Swarm<libp2p_stream::Behaviour> {
+    use libp2p::{SwarmBuilder, noise, tcp, yamux};
+    SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .with_swarm_config(|config| config.with_idle_connection_timeout(WAIT))
+        .build()
+}
