@@ -4,8 +4,8 @@
 //! of the nodes left for good.
 //!
 //! `cargo run --release -p xchat-net --example dht_scale -- [nodes] [churn %] [joins/s]`
-//! (defaults 200, 20 and 8). `docs/network.md` ("Scale") quotes runs, and why 500 nodes take
-//! longer than a few minutes on two cores.
+//! (defaults 200, 20 and 8). `docs/network.md` ("Scale") quotes runs of 200 and 500 nodes, and
+//! why 500 take a quarter of an hour on two cores.
 //!
 //! Every node is a real [`Network`]: Noise and Yamux on the memory transport,
 //! identify, ping, AutoNAT, Kademlia on `/xchat/kad/1`, `/xchat/mailbox/1`

@@ -10,10 +10,11 @@ use std::time::Duration;
 use futures::{AsyncRead, AsyncReadExt};
 use libp2p::{PeerId, Stream};
 use libp2p_stream::{Control, OpenStreamError};
+use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout;
-use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
+use tokio_util::compat::TokioAsyncReadCompatExt;
 use xchat_crypto::file::{ChunkCipher, ENCRYPTED_CHUNK_BYTES};
 
 use super::protocol::{
@@ -51,7 +52,7 @@ impl std::fmt::Debug for Fetcher {
 
 /// Where the ciphertext comes from.
 enum Body {
-    Direct(Compat<TcpStream>),
+    Direct(TcpStream),
     Stream,
 }
 
@@ -117,16 +118,39 @@ impl Fetch {
         }
         let start = self.next * ENCRYPTED_CHUNK_BYTES as u64;
         let len = (self.encrypted_len - start).min(ENCRYPTED_CHUNK_BYTES as u64);
-        let mut bytes = vec![0u8; usize::try_from(len).map_err(|_| FetchError::Malformed)?];
-        let read = match &mut self.body {
-            Body::Direct(tcp) => read_exact(tcp, &mut bytes, self.stall_timeout).await,
-            Body::Stream => read_exact(&mut self.stream, &mut bytes, self.stall_timeout).await,
+        let len = usize::try_from(len).map_err(|_| FetchError::Malformed)?;
+        let bytes = match &mut self.body {
+            Body::Direct(tcp) => read_direct(tcp, len, self.stall_timeout).await?,
+            Body::Stream => {
+                let mut bytes = vec![0u8; len];
+                read_exact(&mut self.stream, &mut bytes, self.stall_timeout).await?;
+                bytes
+            }
         };
-        read?;
         let index = u32::try_from(self.next).map_err(|_| FetchError::Malformed)?;
         self.next += 1;
         Ok(Some(EncryptedChunk { index, is_last: self.next == self.chunk_count, bytes }))
     }
+}
+
+/// Reads `len` bytes from the direct path straight into the chunk's
+/// buffer (never zeroed first: the socket writes every byte kept).
+async fn read_direct(
+    tcp: &mut TcpStream,
+    len: usize,
+    stall: Duration,
+) -> Result<Vec<u8>, FetchError> {
+    let mut bytes = Vec::with_capacity(len);
+    // `read_buf` fills the spare capacity and no more while some is left:
+    // never past the chunk's end.
+    while bytes.len() < len {
+        match timeout(stall, tcp.read_buf(&mut bytes)).await {
+            Err(_) => return Err(FetchError::Timeout),
+            Ok(Ok(0) | Err(_)) => return Err(FetchError::ConnectionLost),
+            Ok(Ok(_)) => {}
+        }
+    }
+    Ok(bytes)
 }
 
 async fn read_exact<R: AsyncRead + Unpin>(
@@ -238,14 +262,14 @@ pub(crate) async fn fetch(
 }
 
 /// Dials the direct path, shows the ticket and waits for its acceptance.
-async fn connect_direct(ip: IpAddr, offer: &DirectOffer) -> io::Result<Compat<TcpStream>> {
+async fn connect_direct(ip: IpAddr, offer: &DirectOffer) -> io::Result<TcpStream> {
     let mut tcp = TcpStream::connect(SocketAddr::new(ip, offer.port)).await?.compat();
     write_frame(&mut tcp, &protocol::encode_ticket(&offer.ticket), TICKET_FRAME_BYTES).await?;
     let accepted = read_frame(&mut tcp, TICKET_ACCEPTED_BYTES, None).await?;
     if accepted != [0x00] {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "ticket not accepted"));
     }
-    Ok(tcp)
+    Ok(tcp.into_inner())
 }
 
 fn refusal(status: Status) -> FetchError {

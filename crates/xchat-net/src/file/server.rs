@@ -8,13 +8,18 @@
 //! one of [`Config::max_serves`] serve slots and [`Config::max_serves_per_peer`]
 //! per peer (else `Busy`), so peers without the token cannot crowd out
 //! those with it. A ticket must come within [`REQUEST_TIMEOUT`]; every
-//! write must progress within [`Config::stall_timeout`]; a serve holds at
-//! most [`IO_BUFFERS_PER_SERVE`] buffers of [`IO_BUFFER_BYTES`].
+//! write must progress within [`Config::stall_timeout`]; a serve on the
+//! libp2p stream holds at most [`IO_BUFFERS_PER_SERVE`] buffers of
+//! [`IO_BUFFER_BYTES`]; one on the direct path (Linux) holds none: the
+//! kernel copies the file to the socket (`sendfile`).
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
+#[cfg(target_os = "linux")]
+use std::net::Shutdown;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use futures::{AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream};
@@ -35,6 +40,10 @@ use super::{
     MAX_PENDING_REQUESTS, REQUEST_TIMEOUT, TICKET_LIFETIME,
 };
 use crate::frame::{read_frame, write_frame};
+
+/// Most bytes one `sendfile` call moves on the direct path.
+#[cfg(target_os = "linux")]
+const SENDFILE_BYTES: usize = 4 << 20;
 
 type Tickets = HashMap<[u8; TICKET_BYTES], oneshot::Sender<TcpStream>>;
 
@@ -304,7 +313,7 @@ async fn serve_stream(
             )
             .await
             .map_err(|_| ServeError::Stalled)??;
-            send_body(file, offset, encrypted_len, &mut tcp, stall).await
+            send_direct(file, offset, encrypted_len, tcp.into_inner(), stall).await
         }
         None => send_body(file, offset, encrypted_len, stream, stall).await,
     }
@@ -348,7 +357,7 @@ async fn send_body<W>(
     offset: u64,
     end: u64,
     out: &mut W,
-    stall: std::time::Duration,
+    stall: Duration,
 ) -> Result<(), ServeError>
 where
     W: AsyncWrite + Unpin,
@@ -402,6 +411,72 @@ where
     let _ = reader.await;
     timeout(stall, out.close()).await.map_err(|_| ServeError::Stalled)??;
     Ok(())
+}
+
+/// The direct path on Linux: `sendfile(2)` on a blocking thread, so the
+/// kernel copies the file's pages to the socket and the bytes never pass
+/// through this process (one pass over memory fewer than [`send_body`]).
+/// The socket's write timeout is the stall timeout: each wait for the
+/// fetcher to make room is bounded, a slow but moving transfer goes on.
+#[cfg(target_os = "linux")]
+async fn send_direct(
+    file: File,
+    offset: u64,
+    end: u64,
+    tcp: TcpStream,
+    stall: Duration,
+) -> Result<(), ServeError> {
+    let tcp = tcp.into_std()?;
+    tcp.set_nonblocking(false)?;
+    tcp.set_write_timeout(Some(stall))?;
+    // A serve dropped (the node stopping) cuts the connection, which ends
+    // the blocking thread's `sendfile` at once.
+    let mut cut = CutOnDrop(Some(tcp.try_clone()?));
+    let sent = tokio::task::spawn_blocking(move || {
+        let mut position = offset;
+        while position < end {
+            let want = usize::try_from(end - position)
+                .map_or(SENDFILE_BYTES, |left| left.min(SENDFILE_BYTES));
+            match rustix::fs::sendfile(&tcp, &file, Some(&mut position), want) {
+                Ok(0) => {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank").into());
+                }
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => return Err(ServeError::Stalled),
+                Err(errno) => return Err(io::Error::from(errno).into()),
+            }
+        }
+        tcp.shutdown(Shutdown::Write)?;
+        Ok(())
+    })
+    .await;
+    cut.0 = None;
+    sent.unwrap_or_else(|_| Err(io::Error::other("sendfile thread ended").into()))
+}
+
+/// Shuts a direct connection down when dropped while still armed.
+#[cfg(target_os = "linux")]
+struct CutOnDrop(Option<std::net::TcpStream>);
+
+#[cfg(target_os = "linux")]
+impl Drop for CutOnDrop {
+    fn drop(&mut self) {
+        if let Some(tcp) = self.0.take() {
+            let _ = tcp.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// Elsewhere the direct path reads and writes as the stream does.
+#[cfg(not(target_os = "linux"))]
+async fn send_direct(
+    file: File,
+    offset: u64,
+    end: u64,
+    tcp: TcpStream,
+    stall: Duration,
+) -> Result<(), ServeError> {
+    send_body(file, offset, end, &mut tcp.compat(), stall).await
 }
 
 /// Reads until `buffer` is full or the file ends; returns the bytes read.
