@@ -225,11 +225,18 @@ async fn main() {
                     if i >= messages {
                         return;
                     }
-                    agent
+                    // Read to the end, as any client that wants the new
+                    // message's id does: only then is the connection kept
+                    // for the next request.
+                    let answer = agent
                         .post(format!("{base}{path}"))
                         .header("authorization", format!("Bearer {token}"))
                         .send_json(json!({"text": format!("burst {i}")}))
+                        .unwrap()
+                        .into_body()
+                        .read_to_string()
                         .unwrap();
+                    assert!(answer.contains("\"id\""), "{answer}");
                 }
             })
         })

@@ -75,6 +75,13 @@ pub const MAX_CACHED_MAILBOX_KEYS: usize = 4096;
 /// How long to wait before asking again for the bundles of a contact that
 /// messages are waiting for.
 pub const BUNDLE_REFETCH: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+/// Least time between two delivery receipts to one contact. A message to a
+/// quiet conversation is acknowledged at once; during a burst, one receipt
+/// answers every message of the interval. Each receipt costs both sides a
+/// sealed envelope and a turn of the ratchet (three X25519 agreements
+/// each), so one receipt per handful of messages would cost more than the
+/// messages themselves.
+pub const RECEIPT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A contact's device as the messenger knows it.
 #[derive(Debug)]
@@ -165,6 +172,9 @@ pub struct Messenger {
     /// Delivery receipts not sent yet, per conversation: one receipt
     /// answers every message received since the last deadline.
     pending_receipts: BTreeMap<ContactId, Vec<MessageId>>,
+    /// When the last delivery receipt went to each contact, for the
+    /// contacts sent one within [`RECEIPT_INTERVAL`].
+    receipts_sent_at: BTreeMap<ContactId, UnixMillis>,
     /// Verified senders of recent envelopes (`sealed::Opener`).
     opener: sealed::Opener,
     /// Agreements with recent recipients (`sealed::Sealer`).
@@ -242,6 +252,7 @@ impl Messenger {
             transfers: state.transfers.into_iter().map(|t| (t.file(), t)).collect(),
             attachments: state.attachments.into_iter().collect(),
             pending_receipts: BTreeMap::new(),
+            receipts_sent_at: BTreeMap::new(),
             opener: sealed::Opener::new(),
             sealer: sealed::Sealer::new(),
             mailbox_poll_at: UnixMillis(0),
@@ -329,8 +340,10 @@ impl Messenger {
         let expiry = self.expiring.first().map(|(at, _)| *at);
         let retry = self.outbox.next_due();
         let refetch = self.refetch_at.values().min().copied();
-        // Receipts are due at once: whenever the node has no input waiting.
-        let receipts = (!self.pending_receipts.is_empty()).then_some(UnixMillis(0));
+        // Receipts are due at once (whenever the node has no input
+        // waiting), or when their contact's interval ends.
+        let receipts =
+            self.pending_receipts.keys().map(|contact| self.receipt_due_at(*contact)).min();
         let calls = self
             .call_sends
             .values()
@@ -1160,12 +1173,20 @@ impl Messenger {
     }
 
     /// Notes that `id` is to be acknowledged to `contact`: the receipt goes
-    /// at the next `TimePassed`, which `next_deadline` makes due at once, so
-    /// a node that handles a burst of envelopes before its deadlines sends
-    /// one receipt for all of them (one encryption and one envelope instead
-    /// of one per message).
+    /// at the first `TimePassed` from [`Self::receipt_due_at`] on (at once
+    /// when no receipt went to `contact` within [`RECEIPT_INTERVAL`]), so a
+    /// burst of envelopes gets one receipt for all of them (one encryption
+    /// and one envelope instead of one per message).
     fn receipt_due(&mut self, contact: ContactId, id: MessageId) {
         self.pending_receipts.entry(contact).or_default().push(id);
+    }
+
+    /// When `contact`'s pending receipt may go: at once, or at the end of
+    /// the [`RECEIPT_INTERVAL`] that began with the last one sent.
+    fn receipt_due_at(&self, contact: ContactId) -> UnixMillis {
+        self.receipts_sent_at
+            .get(&contact)
+            .map_or(UnixMillis(0), |at| at.saturating_add(RECEIPT_INTERVAL))
     }
 
     fn send_receipt(
@@ -1835,12 +1856,21 @@ impl Messenger {
                 .collect();
             out.push(Effect::FetchMailbox(keys));
         }
-        for (contact, mut ids) in std::mem::take(&mut self.pending_receipts) {
+        self.receipts_sent_at.retain(|_, at| at.saturating_add(RECEIPT_INTERVAL) > now);
+        let due: Vec<ContactId> = self
+            .pending_receipts
+            .keys()
+            .copied()
+            .filter(|contact| self.receipt_due_at(*contact) <= now)
+            .collect();
+        for contact in due {
+            let Some(mut ids) = self.pending_receipts.remove(&contact) else { continue };
             ids.sort_unstable();
             ids.dedup();
             for chunk in ids.chunks(xchat_proto::content::MAX_RECEIPT_IDS) {
                 self.send_receipt(contact, ReceiptKind::Delivered, chunk.to_vec(), now, rng, out);
             }
+            self.receipts_sent_at.insert(contact, now);
         }
         while let Some(&(at, id)) = self.expiring.first() {
             if at > now {

@@ -13,7 +13,7 @@ use rand_core::SeedableRng;
 use xchat_core::call::{CALL_SIGNAL_TTL, RING_TIMEOUT};
 use xchat_core::contact::ContactId;
 use xchat_core::io::{CommandError, Done, Event, FetchFile, Refusal, Write};
-use xchat_core::messenger::State;
+use xchat_core::messenger::{RECEIPT_INTERVAL, State};
 use xchat_core::record::{CallEntry, CallOutcome, Direction, Status};
 use xchat_core::retry::{self, Route};
 use xchat_core::time::UnixMillis;
@@ -285,6 +285,36 @@ fn first_contact_texts_both_ways_and_receipts() {
     assert_eq!(net.status_of(0, hello), Some(Status::Read));
     assert_eq!(net.nodes[1].messenger.outbox_len(), 0);
     assert_eq!(net.nodes[0].messenger.outbox_len(), 0);
+}
+
+#[test]
+fn a_burst_gets_one_receipt_per_interval_and_a_quiet_conversation_one_at_once() {
+    let mut net = Net::new();
+    let (bob, _) = net.add_each_other();
+    let to_alice = |net: &Net| net.sent.iter().filter(|(to, _)| *to == 0).count();
+
+    let first = net.send(0, bob, "first");
+    net.deliver_all();
+    assert_eq!(net.status_of(0, first), Some(Status::Delivered), "acknowledged at once");
+
+    let receipts = to_alice(&net);
+    let burst: Vec<MessageId> = (0..20).map(|i| net.send(0, bob, &format!("burst {i}"))).collect();
+    net.deliver_all();
+    assert_eq!(net.received_texts(1).len(), 21);
+    assert_eq!(to_alice(&net), receipts, "no receipt within the interval of the last one");
+    assert!(burst.iter().all(|id| net.status_of(0, *id) != Some(Status::Delivered)));
+
+    net.advance(RECEIPT_INTERVAL);
+    assert_eq!(to_alice(&net), receipts + 1, "one receipt for the whole burst");
+    assert!(burst.iter().all(|id| net.status_of(0, *id) == Some(Status::Delivered)));
+    assert_eq!(net.nodes[0].messenger.outbox_len(), 0);
+
+    // A quiet interval later, the next message is acknowledged at once again.
+    net.advance(RECEIPT_INTERVAL);
+    let later = net.send(0, bob, "later");
+    net.deliver_all();
+    assert_eq!(net.status_of(0, later), Some(Status::Delivered));
+    assert_eq!(to_alice(&net), receipts + 2);
 }
 
 #[test]
