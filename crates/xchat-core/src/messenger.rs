@@ -598,7 +598,7 @@ impl Messenger {
         rng: &mut impl CryptoRng,
         out: &mut Vec<Effect>,
     ) -> (MessageId, VanishingTimer) {
-        let id = MessageId::random(rng);
+        let id = MessageId::new(now.0, rng);
         let timer = self.timer(contact);
         let record = MessageRecord {
             id,
@@ -636,7 +636,7 @@ impl Messenger {
         self.timers.insert(contact, timer);
         out.push(Effect::Write(Write::Conversation(ConversationRecord { contact, timer })));
         let content = Content {
-            id: MessageId::random(rng),
+            id: MessageId::new(now.0, rng),
             sent_at_ms: now.0,
             timer,
             body: Body::TimerChange(timer),
@@ -894,7 +894,7 @@ impl Messenger {
         }
         let call_id = call.call_id;
         let content = Content {
-            id: MessageId::random(rng),
+            id: MessageId::new(now.0, rng),
             sent_at_ms: now.0,
             timer: VanishingTimer::OFF,
             body: Body::Call(call),
@@ -1111,7 +1111,7 @@ impl Messenger {
         out: &mut Vec<Effect>,
     ) {
         let contact = ringing.contact;
-        let id = MessageId::random(rng);
+        let id = MessageId::new(now.0, rng);
         let timer = self.timer(contact);
         let record = MessageRecord {
             id,
@@ -1200,7 +1200,7 @@ impl Messenger {
     ) {
         let Ok(receipt) = Receipt::new(kind, ids) else { return };
         let content = Content {
-            id: MessageId::random(rng),
+            id: MessageId::new(now.0, rng),
             sent_at_ms: now.0,
             timer: VanishingTimer::OFF,
             body: Body::Receipt(receipt),

@@ -56,7 +56,21 @@ const _: () =
 pub struct MessageId([u8; MESSAGE_ID_BYTES]);
 
 impl MessageId {
-    /// Draws a new id from `rng`.
+    /// A new id made at `now_ms` (milliseconds since the Unix epoch): the
+    /// time's low 48 bits, big-endian, then 80 bits from `rng`. One
+    /// device's ids sort in the order it made them, so a store's index of
+    /// ids grows at its end rather than at a random place per message. The
+    /// time is the content's `sent_at_ms`, which its reader sees anyway.
+    pub fn new(now_ms: u64, rng: &mut impl CryptoRng) -> Self {
+        let mut bytes = [0u8; MESSAGE_ID_BYTES];
+        let (time, random) = bytes.split_at_mut(6);
+        let [_, _, rest @ ..] = now_ms.to_be_bytes();
+        time.copy_from_slice(&rest);
+        rng.fill_bytes(random);
+        Self(bytes)
+    }
+
+    /// Draws an id of 16 random bytes from `rng`.
     pub fn random(rng: &mut impl CryptoRng) -> Self {
         let mut bytes = [0u8; MESSAGE_ID_BYTES];
         rng.fill_bytes(&mut bytes);

@@ -584,3 +584,16 @@ fn debug_never_shows_what_users_wrote_or_keys() {
     let raw = format!("{:?}", file_descriptor("secret-name.txt", 1).to_proto());
     assert!(!raw.contains("secret-name") && !raw.contains("66, 66"), "{raw}");
 }
+
+#[test]
+fn message_ids_carry_their_time_and_sort_in_the_order_they_were_made() {
+    use rand_chacha::rand_core::SeedableRng as _;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+    let now = 1_790_000_000_123_u64;
+    let first = MessageId::new(now, &mut rng);
+    let same_ms = MessageId::new(now, &mut rng);
+    let later = MessageId::new(now + 1, &mut rng);
+    assert_eq!(first.as_bytes()[..6], now.to_be_bytes()[2..]);
+    assert_ne!(first, same_ms, "80 random bits tell apart ids of one millisecond");
+    assert!(first.max(same_ms) < later);
+}
