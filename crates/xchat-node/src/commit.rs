@@ -105,12 +105,9 @@ fn commit_in_order(store: &Mutex<Store>, queue: &std_mpsc::Receiver<Job>) {
         }
         let result = {
             let mut store = store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            store.apply(|batch| {
-                for job in &jobs {
-                    batch.write_all(&job.writes)?;
-                }
-                Ok::<(), StoreError>(())
-            })
+            // One call for all of them: a write that a later batch replaces
+            // is skipped (`Batch::write_all`).
+            store.apply(|batch| batch.write_all(jobs.iter().flat_map(|job| &job.writes)))
         };
         match result {
             Ok(()) => {

@@ -50,8 +50,8 @@ const _: () = assert!(MAX_TEXT_BYTES + 64 <= MAX_CONTENT_BYTES);
 const _: () =
     assert!(MAX_RECEIPT_IDS * decode::delimited_len(MESSAGE_ID_BYTES) + 64 <= MAX_CONTENT_BYTES);
 
-/// A message's id: 16 random bytes. Unique per message; receivers keep one
-/// copy per id.
+/// A message's id: 16 bytes, unique per message ([`MessageId::new`]);
+/// receivers keep one copy per id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MessageId([u8; MESSAGE_ID_BYTES]);
 

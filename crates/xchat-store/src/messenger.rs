@@ -11,6 +11,8 @@
 //! schema's comments (`migrations/0001_initial.sql`); a value the schema does
 //! not know reads back as [`StoreError::Corrupt`].
 
+use std::collections::HashSet;
+
 use rusqlite::{OptionalExtension, Row, params};
 use xchat_core::contact::{Contact, ContactId};
 use xchat_core::io::Write;
@@ -43,6 +45,30 @@ const INITIATION_KEY_BYTES: usize = 32;
 /// [`MAX_REMEMBERED_IDS`] once every this many inserts, not at each one.
 const PRUNE_EVERY: i64 = 1024;
 
+/// For each of `writes`, whether a later one replaces all it would do
+/// (see [`Batch::write_all`]).
+fn replaced_later(writes: &[&Write]) -> Vec<bool> {
+    let mut peers = HashSet::new();
+    let mut outbox = HashSet::new();
+    let mut statuses = HashSet::new();
+    let mut replaced: Vec<bool> = writes
+        .iter()
+        .rev()
+        .map(|write| match write {
+            Write::Peer(peer) => !peers.insert((peer.identity.to_bytes(), peer.device)),
+            Write::Outbox(entry) => !outbox.insert(entry.id),
+            Write::DeleteOutbox(id) => {
+                outbox.insert(*id);
+                false
+            }
+            Write::Status { id, .. } => !statuses.insert(*id),
+            _ => false,
+        })
+        .collect();
+    replaced.reverse();
+    replaced
+}
+
 /// The columns `transfer_record` reads, in its order.
 const TRANSFER_COLUMNS: &str = "SELECT file, message, contact, direction, source, name, media_type,
      size, hash, key, state, fail_reason, chunks_done, updated_at FROM transfers";
@@ -52,8 +78,16 @@ pub const MAX_HISTORY_PAGE: usize = 1000;
 
 impl Batch<'_> {
     /// Applies the core's `writes` in order. Call it inside one
-    /// [`Store::apply`] with all the writes of one input, before any send or
-    /// notification of that input is carried out.
+    /// [`Store::apply`] with all the writes of one input (or of several, in
+    /// their order), before any send or notification of those inputs is
+    /// carried out.
+    ///
+    /// A write that a later one of the same call replaces whole is skipped,
+    /// since the transaction commits only the end state: a device's peer
+    /// record and sessions written again (the ratchet advances with every
+    /// message), an outbox entry written again or deleted, a message's
+    /// status set again. A burst of messages to one device then writes its
+    /// sessions once, not once per message.
     ///
     /// # Errors
     /// The errors of [`Store::apply`]; the whole batch is then rolled back.
@@ -61,8 +95,11 @@ impl Batch<'_> {
         &mut self,
         writes: impl IntoIterator<Item = &'w Write>,
     ) -> Result<(), StoreError> {
-        for write in writes {
-            self.write(write)?;
+        let writes: Vec<&Write> = writes.into_iter().collect();
+        for (write, replaced) in writes.iter().zip(replaced_later(&writes)) {
+            if !replaced {
+                self.write(write)?;
+            }
         }
         Ok(())
     }

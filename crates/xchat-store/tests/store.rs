@@ -89,6 +89,94 @@ fn sessions_are_kept_per_slot_and_forgotten_when_the_record_drops_them() {
 }
 
 #[test]
+fn writes_a_later_write_replaces_leave_in_one_call_what_they_leave_one_by_one() {
+    use xchat_core::contact::{Contact, ContactId};
+    use xchat_core::io::Write;
+    use xchat_core::record::{Awaits, Direction, MessageRecord, OutboxEntry, OutboxId, Status};
+    use xchat_core::retry::Route;
+    use xchat_core::time::UnixMillis;
+    use xchat_proto::content::{MessageId, VanishingTimer};
+
+    let profile = profile(1);
+    let older = common::profile(3).session;
+    let peer = profile.peer.signing_key().verifying_key();
+    let contact = Contact {
+        id: ContactId([2; 16]),
+        name: "peer".into(),
+        identity: peer,
+        verified: false,
+        unacknowledged_change: None,
+        added_at: UnixMillis(1_000),
+    };
+    let message = |byte: u8| MessageRecord {
+        id: MessageId::from_bytes([byte; 16]),
+        contact: contact.id,
+        direction: Direction::Outgoing,
+        sent_at: UnixMillis(2_000),
+        received_at: UnixMillis(2_000),
+        text: format!("text {byte}"),
+        status: Status::Pending,
+        timer: VanishingTimer::OFF,
+        expires_at: None,
+        file: None,
+        call: None,
+    };
+    let (kept, delivered) = (message(1), message(2));
+    let entry = |id: u64, reached: Option<Route>| OutboxEntry {
+        id: OutboxId(id),
+        message: kept.id,
+        identity: peer,
+        device: profile.peer_device.id(),
+        envelope: vec![id as u8; 100],
+        awaits: Awaits::Receipt,
+        attempts: 1,
+        next_attempt_at: UnixMillis(3_000),
+        queued_at: UnixMillis(2_000),
+        reached,
+        mailbox_at: None,
+    };
+    let writes = [
+        Write::Contact(contact.clone()),
+        peer_write(&profile, Some(&profile.session), &[]),
+        Write::Message(kept.clone()),
+        Write::Message(delivered.clone()),
+        Write::Outbox(entry(1, None)),
+        Write::Outbox(entry(2, None)),
+        Write::Status { id: kept.id, status: Status::Sent },
+        Write::Status { id: delivered.id, status: Status::Sent },
+        peer_write(&profile, Some(&older), &[&profile.session]),
+        Write::Outbox(entry(1, Some(Route::Direct))),
+        Write::Status { id: delivered.id, status: Status::Delivered },
+        Write::DeleteOutbox(OutboxId(2)),
+        peer_write(&profile, None, &[&older, &profile.session]),
+    ];
+
+    let one_call = tempfile::tempdir().unwrap();
+    let mut together = create(one_call.path(), 1);
+    save(&mut together, &profile);
+    together.apply(|batch| batch.write_all(&writes)).unwrap();
+    let one_by_one = tempfile::tempdir().unwrap();
+    let mut apart = create(one_by_one.path(), 1);
+    save(&mut apart, &profile);
+    for write in &writes {
+        apart.apply(|batch| batch.write(write)).unwrap();
+    }
+
+    for store in [&together, &apart] {
+        let record = |s: &xchat_crypto::ratchet::Session| s.to_record().to_vec();
+        assert_eq!(
+            stored_sessions(store, &profile),
+            (None, vec![record(&older), record(&profile.session)]),
+            "the last record of the device"
+        );
+        let state = store.load_state().unwrap();
+        assert_eq!(state.outbox, [entry(1, Some(Route::Direct))]);
+        assert_eq!(store.message(kept.id).unwrap().unwrap().status, Status::Sent);
+        assert_eq!(store.message(delivered.id).unwrap().unwrap().status, Status::Delivered);
+    }
+}
+
+#[test]
 fn revoked_device_stays_revoked_from_its_earliest_revocation() {
     let dir = tempfile::tempdir().unwrap();
     let profile = profile(1);
