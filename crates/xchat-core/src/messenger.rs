@@ -119,7 +119,8 @@ pub struct State {
     pub waiting: Vec<Waiting>,
     /// Outgoing messages that may still get receipts: id and contact.
     pub sent: Vec<(MessageId, ContactId)>,
-    /// Incoming messages not read yet.
+    /// Incoming messages not read yet, in the order they arrived (the
+    /// newest are acknowledged again once the contact is online).
     pub unread: Vec<UnreadRecord>,
     /// Messages whose timer runs: id and when they go.
     pub expiring: Vec<(MessageId, UnixMillis)>,
@@ -175,6 +176,9 @@ pub struct Messenger {
     /// When the last delivery receipt went to each contact, for the
     /// contacts sent one within [`RECEIPT_INTERVAL`].
     receipts_sent_at: BTreeMap<ContactId, UnixMillis>,
+    /// Receipts owed since before a restart (see [`Messenger::new`]): they
+    /// go once a device of the contact is known online, straight to it.
+    receipts_owed: BTreeMap<ContactId, Vec<MessageId>>,
     /// Verified senders of recent envelopes (`sealed::Opener`).
     opener: sealed::Opener,
     /// Agreements with recent recipients (`sealed::Sealer`).
@@ -228,6 +232,20 @@ impl Messenger {
                 .or_default()
                 .insert(peer.certificate.device_id(), peer);
         }
+        // Delivery receipts owed when the device stopped were held in
+        // memory only. The newest unread messages of each conversation are
+        // acknowledged again once the contact is online (a second receipt
+        // changes nothing), so a sender whose device took them does not wait
+        // out `retry::RECEIPT_PATIENCE` for receipts a crash lost. Sent at
+        // once, they would go to the contact's mailbox, which it reads only
+        // every `MAILBOX_POLL`.
+        let mut receipts_owed: BTreeMap<ContactId, Vec<MessageId>> = BTreeMap::new();
+        for unread in state.unread.iter().rev().filter(|u| u.receipt) {
+            let ids = receipts_owed.entry(unread.contact).or_default();
+            if ids.len() < xchat_proto::content::MAX_RECEIPT_IDS {
+                ids.push(unread.id);
+            }
+        }
         let mut messenger = Self {
             identity,
             public,
@@ -253,6 +271,7 @@ impl Messenger {
             attachments: state.attachments.into_iter().collect(),
             pending_receipts: BTreeMap::new(),
             receipts_sent_at: BTreeMap::new(),
+            receipts_owed,
             opener: sealed::Opener::new(),
             sealer: sealed::Sealer::new(),
             mailbox_poll_at: UnixMillis(0),
@@ -449,7 +468,18 @@ impl Messenger {
             Input::BundlesFetched { identity, records } => {
                 self.bundles_fetched(&identity, &records, now, rng, &mut out);
             }
-            Input::EnvelopeReceived { envelope } => self.receive(&envelope, now, rng, &mut out),
+            Input::EnvelopeReceived { envelope } => {
+                if let Some((identity, device)) = self.receive(&envelope, now, rng, &mut out)
+                    && let Some(peer) =
+                        self.peers.get_mut(&identity.to_bytes()).and_then(|d| d.get_mut(&device))
+                {
+                    // It came over a live connection: the device is online,
+                    // and what goes back to it (its receipt first) goes
+                    // straight there rather than to its mailbox.
+                    peer.reachable = true;
+                    self.online(&identity);
+                }
+            }
             Input::SendAcknowledged { entry, route } => {
                 self.outbox.attempt_ended(entry);
                 if let Some(call) = self.call_sends.remove(&entry) {
@@ -495,6 +525,7 @@ impl Messenger {
                     peer.reachable = reachable;
                 }
                 if reachable {
+                    self.online(&identity);
                     // Whatever waits for that device goes now.
                     for entry in self.outbox.to_device(&identity, device) {
                         self.outbox
@@ -513,7 +544,7 @@ impl Messenger {
             Input::MailboxFetched { epoch, items } => {
                 let mut processed = Vec::with_capacity(items.len());
                 for (item, envelope) in items {
-                    self.receive(&envelope, now, rng, &mut out);
+                    let _ = self.receive(&envelope, now, rng, &mut out);
                     processed.push(item);
                 }
                 // Refused items too: they would only come back.
@@ -1181,6 +1212,15 @@ impl Messenger {
         self.pending_receipts.entry(contact).or_default().push(id);
     }
 
+    /// A device of `identity` is online: the receipts owed to it since
+    /// before a restart are due.
+    fn online(&mut self, identity: &VerifyingKey) {
+        let Some(contact) = self.contacts.by_identity(identity).map(|c| c.id) else { return };
+        if let Some(ids) = self.receipts_owed.remove(&contact) {
+            self.pending_receipts.entry(contact).or_default().extend(ids);
+        }
+    }
+
     /// When `contact`'s pending receipt may go: at once, or at the end of
     /// the [`RECEIPT_INTERVAL`] that began with the last one sent.
     fn receipt_due_at(&self, contact: ContactId) -> UnixMillis {
@@ -1548,39 +1588,50 @@ impl Messenger {
         now: UnixMillis,
         rng: &mut impl CryptoRng,
         out: &mut Vec<Effect>,
-    ) {
+    ) -> Option<(VerifyingKey, DeviceId)> {
         let hash = xchat_crypto::kdf::sha256(&[bytes]);
         if let Some(&(contact, id)) = self.envelopes.get(&hash) {
             // A retry of an envelope already read: its receipt was lost.
             self.refuse(Refusal::Duplicate, out);
-            return self.receipt_due(contact, id);
+            self.receipt_due(contact, id);
+            return None;
         }
         let Ok(envelope) = Envelope::decode(bytes) else {
-            return self.refuse(Refusal::Malformed, out);
+            self.refuse(Refusal::Malformed, out);
+            return None;
         };
         let Ok(opened) = self.opener.open(&self.device, envelope.sealed()) else {
-            return self.refuse(Refusal::Undecryptable, out);
+            self.refuse(Refusal::Undecryptable, out);
+            return None;
         };
         let identity = *opened.sender().signing_key();
         let certificate = *opened.sender_device();
         let Some(contact) = self.contacts.by_identity(&identity).map(|c| c.id) else {
-            return self.refuse(Refusal::UnknownSender, out);
+            self.refuse(Refusal::UnknownSender, out);
+            return None;
         };
         let Ok(message) = DeviceMessage::decode(opened.payload()) else {
-            return self.refuse(Refusal::Malformed, out);
+            self.refuse(Refusal::Malformed, out);
+            return None;
         };
         let plaintext = match self.decrypt(&identity, certificate, &message, rng, out) {
             Ok(plaintext) => plaintext,
-            Err(refusal) => return self.refuse(refusal, out),
+            Err(refusal) => {
+                self.refuse(refusal, out);
+                return None;
+            }
         };
         let Ok(content) = Content::decode(&plaintext) else {
-            return self.refuse(Refusal::Malformed, out);
+            self.refuse(Refusal::Malformed, out);
+            return None;
         };
         if matches!(content.body, Body::Text(_) | Body::File(_)) {
             self.remember_envelope(hash, contact, content.id);
             out.push(Effect::Write(Write::SeenEnvelope { hash, contact, message: content.id }));
         }
-        self.received_content(contact, &identity, certificate.device_id(), content, now, rng, out);
+        let device = certificate.device_id();
+        self.received_content(contact, &identity, device, content, now, rng, out);
+        Some((identity, device))
     }
 
     /// Decrypts a device message, starting a session if it carries an

@@ -318,6 +318,23 @@ fn a_burst_gets_one_receipt_per_interval_and_a_quiet_conversation_one_at_once() 
 }
 
 #[test]
+fn a_device_heard_from_over_a_connection_is_answered_directly() {
+    let mut net = Net::new();
+    let (bob, alice) = net.add_each_other();
+    // Nobody reported Alice's device reachable: Bob's text goes to her mailbox.
+    let before = net.send(1, alice, "before");
+    assert_eq!(net.status_of(1, before), Some(Status::InMailbox));
+    net.deliver_all();
+    let hello = net.send(0, bob, "hello");
+    net.deliver_all();
+    assert_eq!(net.status_of(0, hello), Some(Status::Delivered));
+    // Alice's envelopes came over a connection: she is online, and Bob's
+    // next text goes straight to her device.
+    let after = net.send(1, alice, "after");
+    assert_eq!(net.status_of(1, after), Some(Status::Sent));
+}
+
+#[test]
 fn read_receipts_can_be_turned_off() {
     let mut net = Net::new();
     let (bob, alice) = net.add_each_other();
@@ -729,9 +746,12 @@ fn an_offline_device_gets_its_texts_from_its_rotating_mailbox_which_is_then_empt
     // Bob comes back: his next poll fetches and empties the mailbox.
     net.up = true;
     net.advance(xchat_core::messenger::MAILBOX_POLL);
+    // In the order the mailbox took them: the first went direct (Bob had
+    // just answered) and reached the mailbox after the failure's backoff.
+    // The history orders them by when they were sent.
     assert_eq!(
         net.received_texts(1),
-        ["first, direct", "while away 0", "while away 1", "while away 2"]
+        ["first, direct", "while away 1", "while away 2", "while away 0"]
     );
     assert!(net.mailboxes.as_ref().unwrap()[&expected.to_bytes()].is_empty(), "deleted once read");
     // Bob's receipts wait in Alice's mailbox until her next poll.

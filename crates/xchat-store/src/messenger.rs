@@ -361,7 +361,8 @@ impl Store {
         let open = self.collect(
             "SELECT id, contact, direction, timer_seconds, call_id IS NULL
              FROM messages INDEXED BY messages_open
-             WHERE (direction = 0 AND status NOT IN (5, 6)) OR (direction = 1 AND status = 7)",
+             WHERE (direction = 0 AND status NOT IN (5, 6)) OR (direction = 1 AND status = 7)
+             ORDER BY received_at",
             [],
             |row| {
                 let id = (message_id(row, 0)?, contact_id(row, 1)?);

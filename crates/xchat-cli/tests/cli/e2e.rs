@@ -291,6 +291,19 @@ fn kill_9_of_the_recipient_with_1000_messages_in_flight_loses_none_and_repeats_n
         assert!(out.iter().all(|m| m["status"] != "failed"), "a message failed");
         out.iter().all(|m| m["status"] == "delivered" || m["status"] == "read").then_some(())
     })
-    .unwrap();
+    .unwrap_or_else(|error| {
+        // Which ones, and whether Bob has them (a receipt lost) or not.
+        let at_bob = counted(&bob_api.all_messages(&from_alice), "in");
+        let stuck: Vec<String> = api
+            .all_messages(&to_bob)
+            .iter()
+            .filter(|m| m["direction"] == "out" && m["status"] != "delivered")
+            .map(|m| {
+                let text = m["text"].as_str().unwrap_or_default();
+                format!("{text} {} (at bob: {})", m["status"], at_bob.contains_key(text))
+            })
+            .collect();
+        panic!("{error}: {} not delivered: {stuck:?}", stuck.len());
+    });
     drop((alice, bob));
 }
