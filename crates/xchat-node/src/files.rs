@@ -19,8 +19,8 @@ use rand_core::CryptoRng;
 use tokio::sync::mpsc;
 use xchat_core::io::{FetchFile, Input};
 use xchat_core::transfer::TransferFailure;
-use xchat_crypto::file::{CHUNK_BYTES, ChunkCipher, FileKey};
-use xchat_net::file::{FetchRequest, RoutePolicy};
+use xchat_crypto::file::{CHUNK_BYTES, ChunkCipher, FileDigest, FileKey};
+use xchat_net::file::{EncryptedChunk, FetchRequest, RoutePolicy};
 use xchat_proto::content::{FileDescriptor, FileId, FileName, MediaType};
 
 use crate::courier::Courier;
@@ -135,68 +135,126 @@ async fn run_fetch(
         courier.net().fetch_file(peer, request).await.map_err(|_| TransferFailure::Unreachable)?;
     tokio::fs::create_dir_all(files).await.map_err(|_| TransferFailure::NoSpace)?;
     let partial = partial_path(files, &file);
-    let mut out = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(false)
-        .open(&partial)
-        .map_err(|_| TransferFailure::NoSpace)?;
-    let offset = u64::from(from_chunk) * CHUNK_BYTES as u64;
-    out.set_len(offset).map_err(|_| TransferFailure::NoSpace)?;
-    out.seek(SeekFrom::Start(offset)).map_err(|_| TransferFailure::NoSpace)?;
-    let cipher = ChunkCipher::new(descriptor.key());
-    let mut done = u64::from(from_chunk);
-    let mut finished = false;
-    while let Some(chunk) = incoming.next_chunk().await.map_err(|_| TransferFailure::Unreachable)? {
-        if u64::from(chunk.index()) != done {
-            return Err(TransferFailure::Corrupt);
-        }
-        let last = chunk.is_last();
-        let plaintext = chunk.open(&cipher).map_err(|_| TransferFailure::Corrupt)?;
-        out.write_all(&plaintext).map_err(|_| TransferFailure::NoSpace)?;
-        done += 1;
-        if done % PROGRESS_EVERY_CHUNKS == 0 {
-            out.sync_data().map_err(|_| TransferFailure::NoSpace)?;
-            let _ = node.send(Input::FileProgress { file, chunks_done: done }).await;
-        }
-        if last {
-            finished = true;
-            break;
-        }
-    }
-    if !finished {
-        return Err(TransferFailure::Unreachable);
-    }
-    out.sync_all().map_err(|_| TransferFailure::NoSpace)?;
-    drop(out);
-    // Each chunk authenticated itself; the hash binds the whole file to
-    // what the sender described (no chunk dropped, swapped or replayed
-    // across files).
-    let expected = *descriptor.digest();
-    let path = partial.clone();
-    let matches = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
-        let mut hasher = blake3::Hasher::new();
-        let mut reader = BufReader::with_capacity(1 << 20, File::open(&path)?);
-        let mut buffer = vec![0u8; 1 << 20];
-        let mut len = 0u64;
-        loop {
-            let read = reader.read(&mut buffer)?;
-            if read == 0 {
+
+    // The socket is read here while a blocking thread verifies, writes and
+    // hashes what came before: the two run side by side, and the disk's
+    // writes and syncs never hold up the runtime.
+    let (chunks, queue) = mpsc::channel(KEEP_AHEAD_CHUNKS);
+    let keeper = Keeper {
+        partial: partial.clone(),
+        cipher: ChunkCipher::new(descriptor.key()),
+        digest: *descriptor.digest(),
+        from_chunk: u64::from(from_chunk),
+        file,
+        node: node.clone(),
+    };
+    let kept = tokio::task::spawn_blocking(move || keeper.keep(queue));
+    let read = async {
+        while let Some(chunk) =
+            incoming.next_chunk().await.map_err(|_| TransferFailure::Unreachable)?
+        {
+            // A keeper that stopped has its own reason, given below.
+            if chunks.send(chunk).await.is_err() {
                 break;
             }
-            len += read as u64;
-            hasher.update(buffer.get(..read).unwrap_or_default());
         }
-        Ok(len == expected.plaintext_len() && hasher.finalize().as_bytes() == expected.hash())
-    })
-    .await
-    .map_err(|_| TransferFailure::Corrupt)?
-    .map_err(|_| TransferFailure::NoSpace)?;
-    if !matches {
-        let _ = std::fs::remove_file(&partial);
-        return Err(TransferFailure::Corrupt);
+        Ok(())
     }
-    std::fs::rename(&partial, received_path(files, &file)).map_err(|_| TransferFailure::NoSpace)?;
+    .await;
+    drop(chunks);
+    let kept = kept.await.map_err(|_| TransferFailure::NoSpace)?;
+    match (kept, read) {
+        (Err(failure), _) | (Ok(false), Err(failure)) => Err(failure),
+        (Ok(false), Ok(())) => Err(TransferFailure::Unreachable),
+        (Ok(true), _) => {
+            std::fs::rename(&partial, received_path(files, &file))
+                .map_err(|_| TransferFailure::NoSpace)?;
+            Ok(())
+        }
+    }
+}
+
+/// Chunks read ahead of the keeper (1 MiB).
+const KEEP_AHEAD_CHUNKS: usize = 16;
+
+/// The blocking half of a fetch: verifies each chunk, writes its plaintext
+/// to `<id>.part`, syncs and reports progress every
+/// [`PROGRESS_EVERY_CHUNKS`], and hashes the file as it grows.
+struct Keeper {
+    partial: PathBuf,
+    cipher: ChunkCipher,
+    digest: FileDigest,
+    from_chunk: u64,
+    file: FileId,
+    node: mpsc::Sender<Input>,
+}
+
+impl Keeper {
+    /// Keeps the chunks of `queue` until the last one: `Ok(true)` once the
+    /// whole file is written, synced and its hash checked, `Ok(false)` if
+    /// the chunks stopped before the last one (the reader says why).
+    fn keep(self, mut queue: mpsc::Receiver<EncryptedChunk>) -> Result<bool, TransferFailure> {
+        let mut out = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(false)
+            .open(&self.partial)
+            .map_err(|_| TransferFailure::NoSpace)?;
+        let offset = self.from_chunk * CHUNK_BYTES as u64;
+        out.set_len(offset).map_err(|_| TransferFailure::NoSpace)?;
+        // What earlier fetches verified and kept is hashed first.
+        let mut hasher = blake3::Hasher::new();
+        hash_prefix(&mut out, offset, &mut hasher).map_err(|_| TransferFailure::NoSpace)?;
+        let mut done = self.from_chunk;
+        let mut len = offset;
+        while let Some(chunk) = queue.blocking_recv() {
+            if u64::from(chunk.index()) != done {
+                return Err(TransferFailure::Corrupt);
+            }
+            let last = chunk.is_last();
+            let plaintext = chunk.open(&self.cipher).map_err(|_| TransferFailure::Corrupt)?;
+            out.write_all(&plaintext).map_err(|_| TransferFailure::NoSpace)?;
+            hasher.update(&plaintext);
+            len += plaintext.len() as u64;
+            done += 1;
+            if done.is_multiple_of(PROGRESS_EVERY_CHUNKS) {
+                out.sync_data().map_err(|_| TransferFailure::NoSpace)?;
+                let progress = Input::FileProgress { file: self.file, chunks_done: done };
+                // Only a stopping node refuses it; the transfer resumes then.
+                let _ = self.node.blocking_send(progress);
+            }
+            if last {
+                out.sync_all().map_err(|_| TransferFailure::NoSpace)?;
+                // Each chunk authenticated itself; the hash binds the whole
+                // file to what the sender described (no chunk dropped,
+                // swapped or replayed across files).
+                let whole = len == self.digest.plaintext_len()
+                    && hasher.finalize().as_bytes() == self.digest.hash();
+                if !whole {
+                    drop(out);
+                    let _ = std::fs::remove_file(&self.partial);
+                    return Err(TransferFailure::Corrupt);
+                }
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// Hashes the first `len` bytes of `file` and leaves it positioned there.
+fn hash_prefix(file: &mut File, len: u64, hasher: &mut blake3::Hasher) -> std::io::Result<()> {
+    file.seek(SeekFrom::Start(0))?;
+    let copied =
+        std::io::copy(&mut BufReader::with_capacity(1 << 20, &mut *file).take(len), hasher)?;
+    if copied != len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "part shorter than its progress",
+        ));
+    }
+    file.seek(SeekFrom::Start(len))?;
     Ok(())
 }
 
