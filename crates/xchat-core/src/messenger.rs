@@ -1840,6 +1840,7 @@ impl Messenger {
             if self.sent.get(id) != Some(&contact) {
                 continue;
             }
+            let mut waited = false;
             for entry in self.outbox.of_message(*id) {
                 if self
                     .outbox
@@ -1851,8 +1852,12 @@ impl Messenger {
                 self.outbox.remove(entry);
                 self.mailbox_failed.remove(&entry);
                 out.push(Effect::Write(Write::DeleteOutbox(entry)));
+                waited = true;
             }
             let status = match receipt.kind() {
+                // A second delivery receipt from that device (it acknowledges
+                // again after a restart, or a retry) changes nothing.
+                ReceiptKind::Delivered if !waited => continue,
                 ReceiptKind::Delivered => Status::Delivered,
                 ReceiptKind::Read => {
                     // Nothing after "read": stop listening for this message.

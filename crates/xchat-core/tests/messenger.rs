@@ -335,6 +335,31 @@ fn a_device_heard_from_over_a_connection_is_answered_directly() {
 }
 
 #[test]
+fn a_second_delivery_receipt_changes_nothing() {
+    let mut net = Net::new();
+    let (bob, _) = net.add_each_other();
+    let id = net.send(0, bob, "once delivered");
+    let (to, envelope) = net.wire.pop_front().unwrap();
+    net.input(to, Input::EnvelopeReceived { envelope: envelope.clone() });
+    net.deliver_all();
+    let delivered = |net: &Net| {
+        net.nodes[0]
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::StatusChanged { id: i, status: Status::Delivered, .. } if *i == id))
+            .count()
+    };
+    assert_eq!(delivered(&net), 1);
+    // The same envelope again (a retry, or a copy from a mailbox): Bob
+    // acknowledges it again, and Alice's message stays delivered, once.
+    net.input(1, Input::EnvelopeReceived { envelope });
+    net.advance(RECEIPT_INTERVAL);
+    assert!(net.refusals(1, Refusal::Duplicate) >= 1);
+    assert_eq!(delivered(&net), 1, "no second event for a second receipt");
+    assert_eq!(net.status_of(0, id), Some(Status::Delivered));
+}
+
+#[test]
 fn read_receipts_can_be_turned_off() {
     let mut net = Net::new();
     let (bob, alice) = net.add_each_other();
