@@ -89,6 +89,9 @@ async fn two_nodes_talk_directly_and_through_mailboxes_while_one_is_stopped() {
     let bob = start(&bob_dir, &relays);
     let (a, b) = (&alice.handle, &bob.handle);
     let mut alice_events = a.subscribe();
+    // Statuses on a subscription of their own: waiting for a text reads
+    // past every other event.
+    let mut alice_statuses = a.subscribe();
     let mut bob_events = b.subscribe();
     tokio::time::timeout(WAIT, a.published()).await.unwrap().unwrap();
     tokio::time::timeout(WAIT, b.published()).await.unwrap().unwrap();
@@ -101,13 +104,13 @@ async fn two_nodes_talk_directly_and_through_mailboxes_while_one_is_stopped() {
     assert_eq!(message.contact, alice_at_bob);
     send(b, alice_at_bob, "hello alice").await;
     received(&mut alice_events, "hello alice").await;
-    status(&mut alice_events, Status::Delivered).await;
+    status(&mut alice_statuses, Status::Delivered).await;
 
     // Bob stops; alice's next message waits in mailboxes.
     b.shutdown().await;
     bob.task.await.unwrap().unwrap();
     send(a, bob_at_alice, "while you were away").await;
-    status(&mut alice_events, Status::InMailbox).await;
+    status(&mut alice_statuses, Status::InMailbox).await;
 
     // Bob comes back and finds it, once.
     let bob = start(&bob_dir, &relays);
