@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `/xchat/file/1` between real swarms: over the memory transport (the
 //! libp2p stream), over 127.0.0.1 TCP (the direct path) and QUIC; cut and
 //! resumed; refused without the token; and hostile peers on the stream and
@@ -415,11 +415,30 @@ async fn stalled_fetcher_is_dropped_while_another_transfer_flows() {
     assert!(!received.done, "the stalled fetch was cut before its end");
 }
 
-/// A bare libp2p peer with raw streams, to speak `/xchat/file/1` wrongly.
+/// A bare libp2p peer with raw streams, to speak `/xchat/file/1` wrongly,
+/// connected to `victim` before it is handed out.
+///
+/// libp2p-stream can lose a stream asked for in the instant the connection
+/// comes up: the connection's handler already holds the pending request
+/// queue, the behaviour does not yet list the connection, so the request
+/// lands in a new queue whose dial the swarm refuses ("already connected")
+/// and waits forever. Asking only once the connection is up keeps the test
+/// out of that race.
 async fn hostile_control(victim: PeerId, address: Multiaddr) -> libp2p_stream::Control {
+    use libp2p::swarm::SwarmEvent;
     let mut swarm = common::bare_swarm();
     let control = swarm.behaviour().new_control();
     swarm.dial(address.with(Protocol::P2p(victim))).unwrap();
+    within(async {
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == victim => return,
+                SwarmEvent::OutgoingConnectionError { error, .. } => panic!("dial failed: {error}"),
+                _ => {}
+            }
+        }
+    })
+    .await;
     tokio::spawn(async move {
         loop {
             swarm.select_next_some().await;
