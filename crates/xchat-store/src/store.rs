@@ -8,6 +8,7 @@
 //! writer that waits longer than the busy timeout gets [`StoreError::Busy`].
 
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
@@ -117,6 +118,7 @@ impl Store {
     }
 
     fn open_database(path: &Path, key: &DatabaseKey) -> Result<Self, StoreError> {
+        initialize_sqlcipher();
         // Never create: `create` made the file, and a missing one is an error.
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(path, flags)?;
@@ -256,6 +258,23 @@ impl std::fmt::Debug for Batch<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Batch").finish_non_exhaustive()
     }
+}
+
+/// Runs SQLite's and SQLCipher's process-wide initialisation to its end,
+/// once, before any keyed connection is made.
+///
+/// SQLite marks itself initialised before it calls SQLCipher's
+/// initialisation (`SQLITE_EXTRA_INIT`) and without holding a lock, so a
+/// second thread opening its first connection meanwhile finds SQLCipher not
+/// ready: keying that connection fails with "SQL logic error"
+/// (`sqlcipherCodecAttach: sqlcipher not initialized`). Profiles opened at
+/// once on several threads of a fresh process met it. Here the first
+/// connection of the process is an unkeyed in-memory one, made while every
+/// other caller waits on the `OnceLock`; its error, if any, is met again
+/// (and reported) by the keyed open that follows.
+fn initialize_sqlcipher() {
+    static INITIALIZED: OnceLock<()> = OnceLock::new();
+    INITIALIZED.get_or_init(|| drop(Connection::open_in_memory()));
 }
 
 /// The connection's settings, after the key and before the migrations.
