@@ -5,8 +5,11 @@
 //! node's idle and peak RSS.
 //!
 //! `cargo bench -p xchat-cli --bench node`. Sizes can be changed with
-//! `XCHAT_BENCH_MESSAGES` (throughput run, default 5000) and
-//! `XCHAT_BENCH_FILE_MIB` (default 256).
+//! `XCHAT_BENCH_MESSAGES` (throughput run, default 40,000),
+//! `XCHAT_BENCH_CLIENTS` (API clients sending at once in that run, default
+//! 64) and `XCHAT_BENCH_FILE_MIB` (default 256). The throughput run also
+//! reports the CPU time each process spent per message, which says how far
+//! the rate is bound by the machine's cores.
 
 #![allow(
     clippy::unwrap_used,
@@ -107,6 +110,11 @@ impl Node {
         request
     }
 
+    /// The CPU time the node's process has used so far.
+    fn cpu(&self) -> Duration {
+        cpu_of(&self.child.id().to_string())
+    }
+
     fn kib(&self, field: &str) -> u64 {
         let pid = self.child.id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -126,6 +134,21 @@ fn bench_log(profile: &Path) -> Stdio {
     let path = Path::new(&dir).join(format!("{name}.log"));
     Stdio::from(std::fs::File::create(path).unwrap())
 }
+
+/// The user and system CPU time of `/proc/<pid>` so far (all its threads),
+/// at the clock-tick resolution of `/proc` (10 ms).
+fn cpu_of(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses and may hold
+    // spaces: state is the first; utime and stime are fields 14 and 15.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 1000 / CLOCK_TICKS_PER_SECOND)
+}
+
+/// `USER_HZ`, the unit of `/proc`'s CPU times: 100 on every Linux
+/// architecture this bench runs on.
+const CLOCK_TICKS_PER_SECOND: u64 = 100;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -209,10 +232,11 @@ async fn main() {
     latencies.sort();
 
     // Throughput: many senders at once, until Bob has seen them all.
-    let messages = env_usize("XCHAT_BENCH_MESSAGES", 5000);
-    let clients = env_usize("XCHAT_BENCH_CLIENTS", 8);
+    let messages = env_usize("XCHAT_BENCH_MESSAGES", 40_000);
+    let clients = env_usize("XCHAT_BENCH_CLIENTS", 64);
     let (base, token) = (alice.base.clone(), alice.token.clone());
     let sent = Arc::new(AtomicUsize::new(0));
+    let cpu_before = (alice.cpu(), bob.cpu(), cpu_of("self"));
     let started = Instant::now();
     let senders: Vec<_> = (0..clients)
         .map(|_| {
@@ -255,6 +279,7 @@ async fn main() {
     .await
     .expect("every burst message arrives");
     let burst = started.elapsed();
+    let cpu = (alice.cpu() - cpu_before.0, bob.cpu() - cpu_before.1, cpu_of("self") - cpu_before.2);
     for sender in senders {
         sender.join().unwrap();
     }
@@ -329,6 +354,17 @@ async fn main() {
     println!(
         "  sustained: {messages} messages from {clients} API clients in {:.2} s = {rate:.0} messages/s (target >= 5000)",
         burst.as_secs_f64()
+    );
+    let per_message = |d: Duration| d.as_secs_f64() * 1e6 / messages as f64;
+    println!(
+        "  CPU per message in that run: alice {:.0} µs, bob {:.0} µs, the bench (API clients, event reader) {:.0} µs; \
+         {:.0}% of {} cores",
+        per_message(cpu.0),
+        per_message(cpu.1),
+        per_message(cpu.2),
+        (cpu.0 + cpu.1 + cpu.2).as_secs_f64() * 100.0
+            / (burst.as_secs_f64() * std::thread::available_parallelism().unwrap().get() as f64),
+        std::thread::available_parallelism().unwrap()
     );
     println!(
         "  file {mib} MiB: upload + seal {:.0} MB/s; fetch, verify and keep {:.0} MB/s",
