@@ -38,6 +38,9 @@ pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 /// Most message ids in one receipt. A receipt of this many ids is about
 /// 18 KB encoded.
 pub const MAX_RECEIPT_IDS: usize = 1000;
+/// Most texts one ratchet message carries beside its first
+/// ([`Content::encode_all`]): 64 in all.
+pub const MAX_MORE_CONTENTS: usize = 63;
 /// Shortest vanishing-message timer, in seconds.
 pub const MIN_VANISHING_TIMER_SECS: u32 = 30;
 /// Longest vanishing-message timer, in seconds (4 weeks).
@@ -320,7 +323,84 @@ impl Content {
     /// first field that breaks its rule.
     pub fn decode(bytes: &[u8]) -> Result<Self, ProtoError> {
         let raw: pb::Content = decode::message(bytes, "Content", MAX_CONTENT_BYTES)?;
+        if !raw.more.is_empty() {
+            return Err(ProtoError::Invalid {
+                field: "Content.more",
+                reason: "several contents where one is expected",
+            });
+        }
         Self::try_from(raw)
+    }
+
+    /// Decodes the plaintext of a ratchet message into the one content it
+    /// holds, or the texts it holds (the first, then its `more`), in order.
+    ///
+    /// # Errors
+    /// As [`Content::decode`]; [`ProtoError::TooMany`] for more than
+    /// [`MAX_MORE_CONTENTS`] after the first; [`ProtoError::Invalid`] for a
+    /// `more` beside anything but a text, holding anything but texts, or
+    /// nested.
+    pub fn decode_all(bytes: &[u8]) -> Result<Vec<Self>, ProtoError> {
+        let mut raw: pb::Content = decode::message(bytes, "Content", MAX_CONTENT_BYTES)?;
+        let more = std::mem::take(&mut raw.more);
+        if more.len() > MAX_MORE_CONTENTS {
+            return Err(ProtoError::TooMany {
+                field: "Content.more",
+                count: more.len(),
+                max: MAX_MORE_CONTENTS,
+            });
+        }
+        let mut contents = Vec::with_capacity(1 + more.len());
+        contents.push(Self::try_from(raw)?);
+        for raw in more {
+            if !raw.more.is_empty() {
+                return Err(ProtoError::Invalid { field: "Content.more", reason: "nested" });
+            }
+            contents.push(Self::try_from(raw)?);
+        }
+        if contents.len() > 1 && contents.iter().any(|c| !matches!(c.body, Body::Text(_))) {
+            return Err(ProtoError::Invalid { field: "Content.more", reason: "not only texts" });
+        }
+        Ok(contents)
+    }
+
+    /// Encodes several texts as the plaintext of one ratchet message: the
+    /// first, carrying the others in its `more`. One content of any kind
+    /// encodes as [`Content::encode`] does. Wiped on drop.
+    ///
+    /// # Errors
+    /// [`ProtoError::MissingField`] for none; [`ProtoError::TooMany`] past
+    /// [`MAX_MORE_CONTENTS`] after the first; [`ProtoError::Invalid`] when
+    /// several hold anything but texts; [`ProtoError::TooLarge`] past
+    /// [`MAX_CONTENT_BYTES`] in all.
+    pub fn encode_all(contents: &[Self]) -> Result<Zeroizing<Vec<u8>>, ProtoError> {
+        let Some((first, more)) = contents.split_first() else {
+            return Err(ProtoError::MissingField { field: "Content" });
+        };
+        if more.len() > MAX_MORE_CONTENTS {
+            return Err(ProtoError::TooMany {
+                field: "Content.more",
+                count: more.len(),
+                max: MAX_MORE_CONTENTS,
+            });
+        }
+        if !more.is_empty() && contents.iter().any(|c| !matches!(c.body, Body::Text(_))) {
+            return Err(ProtoError::Invalid { field: "Content.more", reason: "not only texts" });
+        }
+        let mut message = first.to_proto();
+        message.more = more.iter().map(Self::to_proto).collect();
+        let bytes = Zeroizing::new(prost::Message::encode_to_vec(&message));
+        // The texts' copies inside `message` are not wiped by prost; they
+        // are dropped here, as `encode`'s are.
+        drop(message);
+        if bytes.len() > MAX_CONTENT_BYTES {
+            return Err(ProtoError::TooLarge {
+                message: "Content",
+                len: bytes.len(),
+                max: MAX_CONTENT_BYTES,
+            });
+        }
+        Ok(bytes)
     }
 
     /// Encodes the message, to be encrypted by the ratchet. Wiped on drop:
@@ -359,6 +439,7 @@ impl Content {
             sent_at_ms: self.sent_at_ms,
             timer_seconds: self.timer.0,
             body: Some(body),
+            more: Vec::new(),
         }
     }
 }

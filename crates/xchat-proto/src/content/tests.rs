@@ -597,3 +597,75 @@ fn message_ids_carry_their_time_and_sort_in_the_order_they_were_made() {
     assert_ne!(first, same_ms, "80 random bits tell apart ids of one millisecond");
     assert!(first.max(same_ms) < later);
 }
+
+/// Texts `1..=n`, each with its own id.
+fn texts(n: u8) -> Vec<Content> {
+    (1..=n).map(|i| Content { id: id(i), ..content(text(&format!("text {i}"))) }).collect()
+}
+
+#[test]
+fn several_texts_round_trip_in_order_in_one_plaintext() {
+    for n in [1, 2, 64] {
+        let contents = texts(n);
+        let bytes = Content::encode_all(&contents).unwrap();
+        assert_eq!(Content::decode_all(&bytes).unwrap(), contents, "{n} texts");
+    }
+    // One content of any kind is what `encode` makes, and both decoders read it.
+    let receipt = content(Body::Receipt(Receipt::new(ReceiptKind::Read, vec![id(4)]).unwrap()));
+    let one = Content::encode_all(std::slice::from_ref(&receipt)).unwrap();
+    assert_eq!(*one, *receipt.encode());
+    assert_eq!(Content::decode_all(&one).unwrap(), vec![receipt.clone()]);
+    assert_eq!(Content::decode(&one).unwrap(), receipt);
+}
+
+#[test]
+fn several_contents_are_refused_where_they_break_a_rule() {
+    let receipt = content(Body::Receipt(Receipt::new(ReceiptKind::Read, vec![id(4)]).unwrap()));
+    let mut mixed = texts(2);
+    mixed.push(receipt.clone());
+    let not_only_texts =
+        Err(ProtoError::Invalid { field: "Content.more", reason: "not only texts" });
+    assert_eq!(Content::encode_all(&mixed).map(|_| ()), not_only_texts);
+    assert_eq!(
+        Content::encode_all(&[]).map(|_| ()),
+        Err(ProtoError::MissingField { field: "Content" })
+    );
+    let too_many =
+        Err(ProtoError::TooMany { field: "Content.more", count: 64, max: MAX_MORE_CONTENTS });
+    assert_eq!(Content::encode_all(&texts(65)).map(|_| ()), too_many);
+
+    // The same rules on the way in, from hand-made encodings.
+    let mut raw_mixed = raw(text("first"));
+    raw_mixed.more = vec![receipt.to_proto()];
+    assert_eq!(
+        Content::decode_all(&raw_mixed.encode_to_vec()),
+        not_only_texts.clone().map(|()| vec![])
+    );
+    let mut raw_receipt_first = receipt.to_proto();
+    raw_receipt_first.more = vec![raw(text("second"))];
+    assert_eq!(
+        Content::decode_all(&raw_receipt_first.encode_to_vec()),
+        not_only_texts.map(|()| vec![])
+    );
+    let mut nested = raw(text("first"));
+    let mut inner = raw(text("second"));
+    inner.more = vec![raw(text("third"))];
+    nested.more = vec![inner];
+    assert_eq!(
+        Content::decode_all(&nested.encode_to_vec()),
+        Err(ProtoError::Invalid { field: "Content.more", reason: "nested" })
+    );
+    let mut crowded = raw(text("first"));
+    crowded.more = texts(64).iter().map(Content::to_proto).collect();
+    assert_eq!(Content::decode_all(&crowded.encode_to_vec()), too_many.map(|()| vec![]));
+    // Where one content is expected, several are refused.
+    let mut two = raw(text("first"));
+    two.more = vec![raw(text("second"))];
+    assert_eq!(
+        decode_raw(&two),
+        Err(ProtoError::Invalid {
+            field: "Content.more",
+            reason: "several contents where one is expected"
+        })
+    );
+}

@@ -52,7 +52,7 @@ pub struct DeviceList {
 }
 /// One message of a conversation. Encoded, at most MAX_CONTENT_BYTES
 /// (258 047 bytes, the ratchet's largest plaintext).
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Content {
     /// The message's id: 16 random bytes, drawn by the sender. Receivers keep
     /// one copy per id (delivery is at least once; history is exactly once).
@@ -66,6 +66,14 @@ pub struct Content {
     /// seconds: 0 for off, else 30 to 2 419 200 (4 weeks).
     #[prost(uint32, tag = "3")]
     pub timer_seconds: u32,
+    /// More texts in the same ratchet message, sent at once to the same device:
+    /// each is handled as if it had come alone, in this order, after this one.
+    /// Only a text carries them and only texts are carried, at most
+    /// MAX_MORE_CONTENTS (63); none of them carries any. A receiver that knows
+    /// no `more` would read the first text only: every xchat that sends them
+    /// reads them.
+    #[prost(message, repeated, tag = "10")]
+    pub more: ::prost::alloc::vec::Vec<Content>,
     /// What the message says. Exactly one is set.
     #[prost(oneof = "content::Body", tags = "4, 5, 6, 7, 8, 9")]
     pub body: ::core::option::Option<content::Body>,
