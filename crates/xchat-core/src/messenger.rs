@@ -160,10 +160,10 @@ pub struct Messenger {
     expiring: BTreeSet<(UnixMillis, MessageId)>,
     received: BTreeSet<MessageId>,
     received_order: std::collections::VecDeque<MessageId>,
-    /// Hashes of envelopes that carried a text, to answer a retry of an
-    /// envelope already processed (the ratchet refuses to decrypt it twice)
-    /// with a new delivery receipt.
-    envelopes: BTreeMap<[u8; 32], (ContactId, MessageId)>,
+    /// Hashes of envelopes that carried texts, with their ids, to answer a
+    /// retry of an envelope already processed (the ratchet refuses to
+    /// decrypt it twice) with a new delivery receipt.
+    envelopes: BTreeMap<[u8; 32], (ContactId, Vec<MessageId>)>,
     envelope_order: std::collections::VecDeque<[u8; 32]>,
     settings: Settings,
     refusals: BTreeMap<Refusal, u64>,
@@ -195,6 +195,10 @@ pub struct Messenger {
     /// Signals of which some device took a copy: their other copies'
     /// expiry tells the user nothing.
     calls_delivered: BTreeSet<MessageId>,
+    /// Texts written but not yet encrypted: [`Messenger::hold`] keeps a run
+    /// of text sends here so that [`Messenger::flush`] puts those for one
+    /// device into one envelope. Empty between batches.
+    held: Vec<(ContactId, Content)>,
     /// Incoming calls ringing.
     ringing: BTreeMap<CallId, Ringing>,
     /// Calls whose hang-up or decline came before their offer, newest last.
@@ -276,6 +280,7 @@ impl Messenger {
             sealer: sealed::Sealer::new(),
             mailbox_poll_at: UnixMillis(0),
             mailbox_keys: (0, BTreeMap::new()),
+            held: Vec::new(),
             call_sends: BTreeMap::new(),
             call_waiting: Vec::new(),
             calls_delivered: BTreeSet::new(),
@@ -384,7 +389,23 @@ impl Messenger {
         input: Input,
         rng: &mut impl CryptoRng,
     ) -> Vec<Effect> {
+        let mut out = self.hold(now, input, rng);
+        self.flush_held(now, rng, &mut out);
+        out
+    }
+
+    /// [`Messenger::handle`] for one input of a batch: a text the user
+    /// sends is written and answered at once, but encrypted and sent only
+    /// by [`Messenger::flush`] or by the next input that is not a text sent,
+    /// so that the texts of one batch to one device share an envelope
+    /// ([`MAX_TEXTS_PER_ENVELOPE`]). The caller flushes before it commits:
+    /// the envelopes and their outbox entries belong to the same batch.
+    pub fn hold(&mut self, now: UnixMillis, input: Input, rng: &mut impl CryptoRng) -> Vec<Effect> {
         let mut out = Vec::new();
+        if !matches!(input, Input::TextSent { .. }) {
+            // Nothing else sees a text between its write and its envelope.
+            self.flush_held(now, rng, &mut out);
+        }
         match input {
             Input::ContactAdded { name, address } => {
                 let answer = self.add_contact(&name, &address, now, rng, &mut out);
@@ -561,6 +582,48 @@ impl Messenger {
         }
         out
     }
+
+    /// Encrypts and sends the texts [`Messenger::hold`] kept back: those of
+    /// one contact's device go in as few envelopes as the limits allow.
+    pub fn flush(&mut self, now: UnixMillis, rng: &mut impl CryptoRng) -> Vec<Effect> {
+        let mut out = Vec::new();
+        self.flush_held(now, rng, &mut out);
+        out
+    }
+}
+
+/// Most texts one envelope carries: the first and
+/// [`xchat_proto::content::MAX_MORE_CONTENTS`] more.
+pub const MAX_TEXTS_PER_ENVELOPE: usize = 1 + xchat_proto::content::MAX_MORE_CONTENTS;
+/// Most bytes of text in an envelope of several texts (a longer text goes
+/// alone): envelopes stay in the small padding buckets, and a retry resends
+/// little.
+pub const MAX_TEXT_BYTES_PER_ENVELOPE: usize = 16 * 1024;
+
+/// `contents` cut, in order, into the runs that share an envelope: at most
+/// [`MAX_TEXTS_PER_ENVELOPE`] texts and [`MAX_TEXT_BYTES_PER_ENVELOPE`]
+/// bytes of text each, a longer text alone.
+fn envelope_runs(contents: &[Content]) -> Vec<&[Content]> {
+    let text_len = |content: &Content| match &content.body {
+        Body::Text(text) => text.as_str().len(),
+        _ => MAX_TEXT_BYTES_PER_ENVELOPE,
+    };
+    let mut runs = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (at, content) in contents.iter().enumerate() {
+        let len = text_len(content);
+        if at > start
+            && (at - start == MAX_TEXTS_PER_ENVELOPE || bytes + len > MAX_TEXT_BYTES_PER_ENVELOPE)
+        {
+            runs.push(&contents[start..at]);
+            (start, bytes) = (at, 0);
+        }
+        bytes += len;
+    }
+    if start < contents.len() {
+        runs.push(&contents[start..]);
+    }
+    runs
 }
 
 /// The effects of a contact command: its write, then its answer.
@@ -614,7 +677,7 @@ impl Messenger {
             .map_err(|_| CommandError::InvalidText { max: xchat_proto::content::MAX_TEXT_BYTES })?;
         let (id, timer) = self.write_outgoing(contact, text.as_str(), None, now, rng, out);
         let content = Content { id, sent_at_ms: now.0, timer, body: Body::Text(text) };
-        self.send_content(contact, &content, Awaits::Receipt, now, rng, out);
+        self.held.push((contact, content));
         Ok(Done::MessageQueued(id))
     }
 
@@ -1170,6 +1233,71 @@ impl Messenger {
         self.peers.get_mut(&identity.to_bytes())?.get_mut(&device)
     }
 
+    /// The devices of `identity` this device has a session with.
+    fn session_devices(&self, identity: &VerifyingKey) -> Vec<DeviceId> {
+        self.peers
+            .get(&identity.to_bytes())
+            .map(|devices| {
+                devices.iter().filter(|(_, p)| p.session.is_some()).map(|(id, _)| *id).collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Encrypts and sends the texts [`Messenger::hold`] kept back, per
+    /// contact in the order of their first text: to each device of the
+    /// contact, several texts in one envelope ([`envelope_runs`]). A contact
+    /// without a session yet gets them one by one into its waiting list, as
+    /// [`Messenger::send_content`] does.
+    fn flush_held(&mut self, now: UnixMillis, rng: &mut impl CryptoRng, out: &mut Vec<Effect>) {
+        if self.held.is_empty() {
+            return;
+        }
+        let mut by_contact: Vec<(ContactId, Vec<Content>)> = Vec::new();
+        for (contact, content) in std::mem::take(&mut self.held) {
+            match by_contact.iter_mut().find(|(c, _)| *c == contact) {
+                Some((_, contents)) => contents.push(content),
+                None => by_contact.push((contact, vec![content])),
+            }
+        }
+        for (contact, contents) in by_contact {
+            let Some(identity) = self.contacts.get(contact).map(|c| c.identity) else { continue };
+            let devices = self.session_devices(&identity);
+            if devices.is_empty() {
+                for content in &contents {
+                    self.send_content(contact, content, Awaits::Receipt, now, rng, out);
+                }
+                continue;
+            }
+            for run in envelope_runs(&contents) {
+                let ids: Vec<MessageId> = run.iter().map(|c| c.id).collect();
+                let plaintext = match Content::encode_all(run) {
+                    Ok(plaintext) => plaintext,
+                    // Texts within their limits always encode; were one
+                    // refused, each goes alone rather than not at all.
+                    Err(_) => {
+                        for content in run {
+                            self.send_content(contact, content, Awaits::Receipt, now, rng, out);
+                        }
+                        continue;
+                    }
+                };
+                for &device in &devices {
+                    let messages = (ids[0], &ids[1..]);
+                    self.encrypt_to(
+                        &identity,
+                        device,
+                        messages,
+                        &plaintext,
+                        Awaits::Receipt,
+                        now,
+                        rng,
+                        out,
+                    );
+                }
+            }
+        }
+    }
+
     /// Encrypts `content` to every device of `contact` that has a session; if
     /// none has, keeps it waiting and asks for the contact's bundles.
     fn send_content(
@@ -1183,13 +1311,7 @@ impl Messenger {
     ) {
         let Some(identity) = self.contacts.get(contact).map(|c| c.identity) else { return };
         let plaintext = content.encode();
-        let devices: Vec<DeviceId> = self
-            .peers
-            .get(&identity.to_bytes())
-            .map(|devices| {
-                devices.iter().filter(|(_, p)| p.session.is_some()).map(|(id, _)| *id).collect()
-            })
-            .unwrap_or_default();
+        let devices = self.session_devices(&identity);
         if devices.is_empty() {
             let waiting = Waiting { message: content.id, contact, content: plaintext, awaits };
             out.push(Effect::Write(Write::Waiting(waiting.clone())));
@@ -1199,7 +1321,16 @@ impl Messenger {
             return;
         }
         for device in devices {
-            self.encrypt_to(&identity, device, content.id, &plaintext, awaits, now, rng, out);
+            self.encrypt_to(
+                &identity,
+                device,
+                (content.id, &[]),
+                &plaintext,
+                awaits,
+                now,
+                rng,
+                out,
+            );
         }
     }
 
@@ -1256,7 +1387,7 @@ impl Messenger {
         &mut self,
         identity: &VerifyingKey,
         device: DeviceId,
-        message: MessageId,
+        (message, more): (MessageId, &[MessageId]),
         plaintext: &[u8],
         awaits: Awaits,
         now: UnixMillis,
@@ -1277,6 +1408,7 @@ impl Messenger {
         let entry = OutboxEntry {
             id,
             message,
+            more: more.to_vec(),
             identity: *identity,
             device,
             envelope: envelope.encode(),
@@ -1367,7 +1499,9 @@ impl Messenger {
                 self.mailbox_failed.remove(&id);
                 out.push(Effect::Write(Write::DeleteOutbox(id)));
                 if entry.awaits == Awaits::Receipt && entry.reached.is_none() {
-                    self.fail(entry.message, FailReason::Undeliverable, out);
+                    for message in entry.messages() {
+                        self.fail(message, FailReason::Undeliverable, out);
+                    }
                 }
                 continue;
             }
@@ -1441,9 +1575,10 @@ impl Messenger {
             }
             return;
         }
-        let message = entry.message;
+        let messages: Vec<MessageId> = entry.messages().collect();
         out.push(Effect::Write(Write::Outbox(entry)));
-        if let Some(contact) = self.sent.get(&message).copied() {
+        for message in messages {
+            let Some(contact) = self.sent.get(&message).copied() else { continue };
             let status = match route {
                 Route::Direct => Status::Sent,
                 Route::Mailbox => Status::InMailbox,
@@ -1550,7 +1685,7 @@ impl Messenger {
                 self.encrypt_to(
                     &identity,
                     device,
-                    id,
+                    (id, &[]),
                     &waiting.content,
                     waiting.awaits,
                     now,
@@ -1590,10 +1725,12 @@ impl Messenger {
         out: &mut Vec<Effect>,
     ) -> Option<(VerifyingKey, DeviceId)> {
         let hash = xchat_crypto::kdf::sha256(&[bytes]);
-        if let Some(&(contact, id)) = self.envelopes.get(&hash) {
+        if let Some((contact, ids)) = self.envelopes.get(&hash).cloned() {
             // A retry of an envelope already read: its receipt was lost.
             self.refuse(Refusal::Duplicate, out);
-            self.receipt_due(contact, id);
+            for id in ids {
+                self.receipt_due(contact, id);
+            }
             return None;
         }
         let Ok(envelope) = Envelope::decode(bytes) else {
@@ -1621,16 +1758,19 @@ impl Messenger {
                 return None;
             }
         };
-        let Ok(content) = Content::decode(&plaintext) else {
+        let Ok(contents) = Content::decode_all(&plaintext) else {
             self.refuse(Refusal::Malformed, out);
             return None;
         };
-        if matches!(content.body, Body::Text(_) | Body::File(_)) {
-            self.remember_envelope(hash, contact, content.id);
-            out.push(Effect::Write(Write::SeenEnvelope { hash, contact, message: content.id }));
-        }
         let device = certificate.device_id();
-        self.received_content(contact, &identity, device, content, now, rng, out);
+        // Several texts in one envelope: each as if it had come alone.
+        for content in contents {
+            if matches!(content.body, Body::Text(_) | Body::File(_)) {
+                self.remember_envelope(hash, contact, content.id);
+                out.push(Effect::Write(Write::SeenEnvelope { hash, contact, message: content.id }));
+            }
+            self.received_content(contact, &identity, device, content, now, rng, out);
+        }
         Some((identity, device))
     }
 
@@ -1849,9 +1989,16 @@ impl Messenger {
                 {
                     continue;
                 }
-                self.outbox.remove(entry);
-                self.mailbox_failed.remove(&entry);
-                out.push(Effect::Write(Write::DeleteOutbox(entry)));
+                // An envelope of several texts leaves with the last receipt.
+                match self.outbox.update(entry, |e| e.take(*id).map(|last| (last, e.clone()))) {
+                    Some(Some((true, _))) => {
+                        self.outbox.remove(entry);
+                        self.mailbox_failed.remove(&entry);
+                        out.push(Effect::Write(Write::DeleteOutbox(entry)));
+                    }
+                    Some(Some((false, rest))) => out.push(Effect::Write(Write::Outbox(rest))),
+                    Some(None) | None => continue,
+                }
                 waited = true;
             }
             let status = match receipt.kind() {
@@ -1872,8 +2019,12 @@ impl Messenger {
 
     /// Remembers the hash of an envelope that carried a text.
     fn remember_envelope(&mut self, hash: [u8; 32], contact: ContactId, id: MessageId) {
-        if self.envelopes.insert(hash, (contact, id)).is_none() {
-            self.envelope_order.push_back(hash);
+        match self.envelopes.get_mut(&hash) {
+            Some((_, ids)) => ids.push(id),
+            None => {
+                self.envelopes.insert(hash, (contact, vec![id]));
+                self.envelope_order.push_back(hash);
+            }
         }
         if self.envelope_order.len() > MAX_REMEMBERED_IDS
             && let Some(oldest) = self.envelope_order.pop_front()

@@ -30,7 +30,7 @@ pub(crate) struct Outbox {
     attempting: BTreeMap<OutboxId, UnixMillis>,
     /// Every entry, by when it is next tried ([`Outbox::retry_at`]).
     schedule: BTreeSet<(UnixMillis, OutboxId)>,
-    /// Every entry, by the message it carries.
+    /// Every entry, by each message it carries.
     by_message: BTreeSet<(MessageId, OutboxId)>,
 }
 
@@ -143,14 +143,16 @@ impl Outbox {
     fn index(&mut self, id: OutboxId) {
         if let Some(entry) = self.entries.get(&id) {
             self.schedule.insert((self.retry_at(entry), id));
-            self.by_message.insert((entry.message, id));
+            self.by_message.extend(entry.messages().map(|message| (message, id)));
         }
     }
 
     fn unindex(&mut self, id: OutboxId) {
         if let Some(entry) = self.entries.get(&id) {
             self.schedule.remove(&(self.retry_at(entry), id));
-            self.by_message.remove(&(entry.message, id));
+            for message in entry.messages() {
+                self.by_message.remove(&(message, id));
+            }
         }
     }
 }
@@ -167,6 +169,7 @@ mod tests {
         OutboxEntry {
             id: OutboxId(id),
             message: MessageId::from_bytes([message; 16]),
+            more: Vec::new(),
             identity,
             device: DeviceId::from_bytes([1; 16]),
             envelope: vec![id as u8],
@@ -207,6 +210,17 @@ mod tests {
         assert_eq!(outbox.due(UnixMillis(899)), vec![OutboxId(3), OutboxId(1)]);
         assert_eq!(outbox.of_message(MessageId::from_bytes([1; 16])), vec![OutboxId(1)]);
         assert_eq!(outbox.of_message(MessageId::from_bytes([3; 16])), vec![OutboxId(2)]);
+
+        // An entry of several messages is found by each, until each leaves.
+        outbox.update(OutboxId(2), |e| e.more = vec![MessageId::from_bytes([4; 16])]);
+        assert_eq!(outbox.of_message(MessageId::from_bytes([4; 16])), vec![OutboxId(2)]);
+        assert_eq!(outbox.of_message(MessageId::from_bytes([3; 16])), vec![OutboxId(2)]);
+        let taken = outbox.update(OutboxId(2), |e| e.take(MessageId::from_bytes([3; 16])));
+        assert_eq!(taken, Some(Some(false)));
+        assert!(outbox.of_message(MessageId::from_bytes([3; 16])).is_empty());
+        let taken = outbox.update(OutboxId(2), |e| e.take(MessageId::from_bytes([4; 16])));
+        assert_eq!(taken, Some(Some(true)), "the last message leaves: the entry is done");
+        assert_eq!(outbox.of_message(MessageId::from_bytes([4; 16])), vec![OutboxId(2)]);
 
         // A replaced or removed entry leaves nothing behind.
         outbox.insert(entry(3, 2, 1_000));

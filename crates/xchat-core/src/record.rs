@@ -164,8 +164,13 @@ pub enum Awaits {
 pub struct OutboxEntry {
     /// The entry's id.
     pub id: OutboxId,
-    /// The message it carries (for a receipt: the receipt's own id).
+    /// The message it carries (for a receipt: the receipt's own id); the
+    /// first, when it carries several.
     pub message: MessageId,
+    /// The further messages its envelope carries: texts sent to the device
+    /// at once, in one ratchet message (`Content::encode_all`). Each leaves
+    /// the entry with its own delivery receipt; the last takes the entry out.
+    pub more: Vec<MessageId>,
     /// The recipient's identity.
     pub identity: VerifyingKey,
     /// The recipient device.
@@ -185,6 +190,31 @@ pub struct OutboxEntry {
     /// When a mailbox last took it (it is stored again after
     /// `retry::MAILBOX_REFRESH`).
     pub mailbox_at: Option<UnixMillis>,
+}
+
+impl OutboxEntry {
+    /// Every message its envelope carries, the first first.
+    pub fn messages(&self) -> impl Iterator<Item = MessageId> + '_ {
+        std::iter::once(self.message).chain(self.more.iter().copied())
+    }
+
+    /// Takes `message` out of those the entry waits for: `None` when it
+    /// does not carry it, `Some(true)` when it was the last (the entry is
+    /// done, and left as it was), `Some(false)` when others remain.
+    pub(crate) fn take(&mut self, message: MessageId) -> Option<bool> {
+        if let Some(at) = self.more.iter().position(|m| *m == message) {
+            self.more.remove(at);
+            return Some(false);
+        }
+        if self.message != message {
+            return None;
+        }
+        if self.more.is_empty() {
+            return Some(true);
+        }
+        self.message = self.more.remove(0);
+        Some(false)
+    }
 }
 
 /// A message waiting for a session with its contact (no device known yet):

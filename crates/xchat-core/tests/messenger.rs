@@ -98,6 +98,37 @@ impl Net {
     ) -> Option<Result<Done, xchat_core::io::CommandError>> {
         let is_tick = matches!(input, Input::TimePassed);
         let effects = self.nodes[at].messenger.handle(self.now, input, &mut self.rng);
+        self.carry_out(at, effects, is_tick)
+    }
+
+    /// Sends `texts` from node `at` as one batch of a node (`hold` each,
+    /// then `flush`); returns their ids.
+    fn send_batch(&mut self, at: usize, contact: ContactId, texts: &[&str]) -> Vec<MessageId> {
+        let mut effects = Vec::new();
+        for text in texts {
+            let input = Input::TextSent { contact, text: (*text).to_owned() };
+            effects.extend(self.nodes[at].messenger.hold(self.now, input, &mut self.rng));
+        }
+        effects.extend(self.nodes[at].messenger.flush(self.now, &mut self.rng));
+        let ids = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Answer(Ok(Done::MessageQueued(id))) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        self.carry_out(at, effects, false);
+        ids
+    }
+
+    /// Carries out the effects of one input (or batch) of node `at`; returns
+    /// the last answer.
+    fn carry_out(
+        &mut self,
+        at: usize,
+        effects: Vec<Effect>,
+        is_tick: bool,
+    ) -> Option<Result<Done, xchat_core::io::CommandError>> {
         let mut answer = None;
         let mut follow_ups = Vec::new();
         // The commit rule: every write first, then the rest.
@@ -284,6 +315,80 @@ fn first_contact_texts_both_ways_and_receipts() {
     net.deliver_all();
     assert_eq!(net.status_of(0, hello), Some(Status::Read));
     assert_eq!(net.nodes[1].messenger.outbox_len(), 0);
+    assert_eq!(net.nodes[0].messenger.outbox_len(), 0);
+}
+
+#[test]
+fn texts_of_one_batch_share_an_envelope_and_each_gets_its_status() {
+    let mut net = Net::new();
+    let (bob, _) = net.add_each_other();
+    let first = net.send(0, bob, "first");
+    net.deliver_all();
+    assert_eq!(net.status_of(0, first), Some(Status::Delivered));
+    let sent_before = net.sent.len();
+
+    let texts: Vec<String> = (0..5).map(|i| format!("batch {i}")).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let ids = net.send_batch(0, bob, &refs);
+    assert_eq!(ids.len(), 5);
+    assert_eq!(net.sent.len(), sent_before + 1, "one envelope for the five texts");
+    assert_eq!(net.nodes[0].messenger.outbox_len(), 1);
+    assert!(ids.iter().all(|id| net.status_of(0, *id) == Some(Status::Sent)));
+
+    net.deliver_all();
+    net.advance(RECEIPT_INTERVAL);
+    let received = net.received_texts(1);
+    assert_eq!(received[1..], texts[..], "every text, in order");
+    assert!(ids.iter().all(|id| net.status_of(0, *id) == Some(Status::Delivered)));
+    assert_eq!(net.nodes[0].messenger.outbox_len(), 0, "the last receipt takes the entry out");
+
+    // The envelope again (its acknowledgement lost): nothing is shown twice,
+    // and every text of it is acknowledged again.
+    let envelope = net.sent[sent_before].1.clone();
+    let receipts_before = net.sent.iter().filter(|(to, _)| *to == 0).count();
+    net.input(1, Input::EnvelopeReceived { envelope });
+    net.advance(RECEIPT_INTERVAL);
+    assert_eq!(net.received_texts(1).len(), 6);
+    assert!(net.refusals(1, Refusal::Duplicate) >= 1);
+    assert_eq!(net.sent.iter().filter(|(to, _)| *to == 0).count(), receipts_before + 1);
+}
+
+#[test]
+fn a_batch_is_cut_into_envelopes_by_count_and_by_size_and_by_other_inputs() {
+    use xchat_core::messenger::{MAX_TEXT_BYTES_PER_ENVELOPE, MAX_TEXTS_PER_ENVELOPE};
+    let mut net = Net::new();
+    let (bob, _) = net.add_each_other();
+    let envelopes = |net: &Net| net.sent.iter().filter(|(to, _)| *to == 1).count();
+
+    let many: Vec<String> = (0..MAX_TEXTS_PER_ENVELOPE + 1).map(|i| format!("many {i}")).collect();
+    let before = envelopes(&net);
+    net.send_batch(0, bob, &many.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(envelopes(&net), before + 2, "64 texts, then one more");
+
+    let long = "x".repeat(MAX_TEXT_BYTES_PER_ENVELOPE / 2 + 1);
+    let before = envelopes(&net);
+    net.send_batch(0, bob, &[&long, &long, "short"]);
+    assert_eq!(envelopes(&net), before + 2, "two halves and a bit do not fit one envelope");
+
+    // An input other than a text sent closes the run: its texts go first.
+    let before = envelopes(&net);
+    let mut effects = Vec::new();
+    for input in [
+        Input::TextSent { contact: bob, text: "one".to_owned() },
+        Input::MessagesRead { contact: bob, ids: Vec::new() },
+        Input::TextSent { contact: bob, text: "two".to_owned() },
+    ] {
+        effects.extend(net.nodes[0].messenger.hold(net.now, input, &mut net.rng));
+    }
+    effects.extend(net.nodes[0].messenger.flush(net.now, &mut net.rng));
+    net.carry_out(0, effects, false);
+    assert_eq!(envelopes(&net), before + 2);
+
+    net.deliver_all();
+    net.advance(RECEIPT_INTERVAL);
+    let received = net.received_texts(1);
+    assert_eq!(received.len(), many.len() + 5);
+    assert_eq!(received[received.len() - 2..], ["one", "two"]);
     assert_eq!(net.nodes[0].messenger.outbox_len(), 0);
 }
 

@@ -613,7 +613,7 @@ impl Runtime {
         for (input, owed) in batch {
             let mut answer = None;
             let mut effects = Vec::new();
-            for effect in self.messenger.handle(now, input, rng) {
+            for effect in self.messenger.hold(now, input, rng) {
                 match effect {
                     Effect::Write(write) => writes.push(write),
                     Effect::Answer(result) => answer = Some(result),
@@ -621,6 +621,18 @@ impl Runtime {
                 }
             }
             outcomes.push(Outcome { owed, answer, effects });
+        }
+        // The texts of this batch, a few per envelope: their envelopes and
+        // outbox entries commit with the batch.
+        let mut effects = Vec::new();
+        for effect in self.messenger.flush(now, rng) {
+            match effect {
+                Effect::Write(write) => writes.push(write),
+                other => effects.push(other),
+            }
+        }
+        if !effects.is_empty() {
+            outcomes.push(Outcome { owed: Owed::Nothing, answer: None, effects });
         }
         tracing::trace!(
             inputs,

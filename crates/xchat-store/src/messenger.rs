@@ -305,9 +305,10 @@ impl Batch<'_> {
     fn put_outbox(&mut self, entry: &OutboxEntry) -> Result<(), StoreError> {
         self.execute(
             "INSERT INTO outbox (id, message, identity, device, envelope, awaits, attempts,
-                 next_attempt_at, queued_at, reached, mailbox_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 next_attempt_at, queued_at, reached, mailbox_at, more_messages)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
              ON CONFLICT (id) DO UPDATE SET message = excluded.message,
+                 more_messages = excluded.more_messages,
                  identity = excluded.identity, device = excluded.device,
                  envelope = excluded.envelope, awaits = excluded.awaits,
                  attempts = excluded.attempts, next_attempt_at = excluded.next_attempt_at,
@@ -325,6 +326,7 @@ impl Batch<'_> {
                 sql_ms(entry.queued_at.0),
                 entry.reached.map(route_code),
                 entry.mailbox_at.map(|at| sql_ms(at.0)),
+                entry.more.iter().flat_map(|id| *id.as_bytes()).collect::<Vec<u8>>(),
             ],
         )
     }
@@ -389,7 +391,7 @@ impl Store {
             )?,
             outbox: self.collect(
                 "SELECT id, message, identity, device, envelope, awaits, attempts,
-                     next_attempt_at, queued_at, reached, mailbox_at
+                     next_attempt_at, queued_at, reached, mailbox_at, more_messages
                  FROM outbox",
                 [],
                 outbox_entry,
@@ -759,6 +761,10 @@ fn outbox_entry(row: &Row<'_>) -> Result<OutboxEntry, StoreError> {
             Some(_) => return Err(corrupt()),
         },
         mailbox_at: row.get::<_, Option<i64>>(10)?.map(to_ms).transpose()?.map(UnixMillis),
+        more: blob(row, 11)?
+            .chunks(16)
+            .map(|id| id.try_into().map(MessageId::from_bytes).map_err(|_| corrupt()))
+            .collect::<Result<_, _>>()?,
     })
 }
 

@@ -24,6 +24,7 @@ pub(crate) struct Migration {
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, sql: include_str!("../migrations/0001_initial.sql") },
     Migration { version: 2, sql: include_str!("../migrations/0002_call_entries.sql") },
+    Migration { version: 3, sql: include_str!("../migrations/0003_outbox_more_messages.sql") },
 ];
 
 /// The schema version this build writes and reads.

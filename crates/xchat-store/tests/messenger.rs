@@ -124,6 +124,8 @@ fn every_write_reads_back_as_the_state_a_messenger_loads() {
     let entry = OutboxEntry {
         id: OutboxId(u64::MAX - 7),
         message: pending.id,
+        // Texts sent in the same envelope, in order.
+        more: vec![MessageId::from_bytes([0x31; 16]), MessageId::from_bytes([0x30; 16])],
         identity: changed.identity,
         device: DeviceId::from_bytes([4; 16]),
         envelope: vec![1, 2, 3],
@@ -134,7 +136,13 @@ fn every_write_reads_back_as_the_state_a_messenger_loads() {
         reached: Some(Route::Mailbox),
         mailbox_at: Some(UnixMillis(50)),
     };
-    let gone = OutboxEntry { id: OutboxId(1), reached: None, mailbox_at: None, ..entry.clone() };
+    let gone = OutboxEntry {
+        id: OutboxId(1),
+        more: Vec::new(),
+        reached: None,
+        mailbox_at: None,
+        ..entry.clone()
+    };
     let mut content = vec![0; 40];
     rng.fill_bytes(&mut content);
     let waiting = Waiting {

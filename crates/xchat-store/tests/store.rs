@@ -125,6 +125,7 @@ fn writes_a_later_write_replaces_leave_in_one_call_what_they_leave_one_by_one() 
     let entry = |id: u64, reached: Option<Route>| OutboxEntry {
         id: OutboxId(id),
         message: kept.id,
+        more: Vec::new(),
         identity: peer,
         device: profile.peer_device.id(),
         envelope: vec![id as u8; 100],
