@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Build outside the namespace: inside it there is no network to fetch crates.
-cargo test --locked -p xchat-net --test mdns --no-run
+# `--workspace --test mdns` rather than `-p xchat-net`: the features of shared
+# dependencies are then resolved as for the whole workspace, so the build of
+# `cargo test --workspace` is reused instead of a second build of libp2p.
+cargo test --workspace --locked --test mdns --no-run
 
 exec unshare --net bash -euo pipefail -c '
   ip link set lo up
@@ -15,5 +18,5 @@ exec unshare --net bash -euo pipefail -c '
   ip addr add 10.213.0.2/24 dev xlan1
   ip link set xlan0 up
   ip link set xlan1 up
-  cargo test --locked --offline -p xchat-net --test mdns -- --ignored
+  cargo test --workspace --locked --offline --test mdns -- --ignored
 '
